@@ -1,0 +1,36 @@
+# The two commands: `make run` (set up, generate the demo project, open the GUI) and
+# `make test` (set up, run the layer contract and the whole suite). Both are idempotent.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO ?= demo-project
+
+.PHONY: run test setup bench package clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/idstudio demo $(DEMO)
+
+test: $(STAMP)
+	$(BIN)/lint-imports
+	# Core and services run where importing Qt fails: proves they never need it.
+	IDSTUDIO_BLOCK_QT=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m "not gui" -q
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m gui -q
+
+bench: $(STAMP)
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+package: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[package]"
+	$(BIN)/pyinstaller --noconfirm --distpath dist --workpath build packaging/idstudio.spec
+
+clean:
+	rm -rf build dist $(DEMO)

@@ -1,0 +1,3 @@
+from idstudio.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Pure computation and storage. Never imports Qt."""

@@ -1,0 +1,519 @@
+"""The project store: one folder, two SQLite files.
+
+``idstudio.db`` holds the metadata (videos, frames, instances, datasets, mining rounds,
+pairs, reviews, runs, checkpoints, evaluations) in WAL mode with a schema version and
+migrations. ``crops.db`` holds each instance's crop once, as a JPEG blob: millions of small
+files would be slow. All writes are batched in transactions.
+
+Human decisions live in the append-only ``reviews`` table: rows are only ever inserted,
+model output never touches them, and undo appends a new row.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import sqlite_utils
+
+from idstudio.core.errors import UserError
+
+DB_NAME = "idstudio.db"
+CROPS_NAME = "crops.db"
+SCHEMA_VERSION = 1
+
+# Each migration moves the schema from version i to i + 1. Never edit a released one.
+MIGRATIONS: list[str] = [
+    # 0 -> 1: the initial schema, designed for every issue's needs.
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
+    CREATE TABLE videos (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL,              -- video | frames | mot
+        camera TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,       -- size+mtime+head hash: detects a second import
+        width INTEGER, height INTEGER, fps REAL,
+        n_frames INTEGER DEFAULT 0,      -- frames decoded (never the container's claim)
+        stride INTEGER NOT NULL DEFAULT 1,
+        detector TEXT NOT NULL,
+        status TEXT NOT NULL,            -- importing | complete | failed
+        error TEXT,
+        last_frame INTEGER DEFAULT -1,   -- last frame whose instances are committed
+        created_at REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX videos_fingerprint ON videos(fingerprint, detector, stride);
+    CREATE TABLE frames (
+        video_id INTEGER NOT NULL REFERENCES videos(id),
+        frame INTEGER NOT NULL,
+        path TEXT,                       -- image file for frame folders; NULL for video files
+        PRIMARY KEY (video_id, frame)
+    ) WITHOUT ROWID;
+    CREATE TABLE instances (
+        id INTEGER PRIMARY KEY,
+        video_id INTEGER REFERENCES videos(id),   -- NULL for gallery images
+        frame INTEGER,
+        x REAL, y REAL, w REAL, h REAL,
+        score REAL,
+        source TEXT NOT NULL,            -- det | gt | hog | motion | gallery
+        identity INTEGER,                -- ground truth where known
+        camera TEXT
+    );
+    CREATE INDEX instances_video_frame ON instances(video_id, frame);
+    CREATE TABLE datasets (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,              -- market
+        root TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE dataset_items (
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+        instance_id INTEGER NOT NULL REFERENCES instances(id),
+        split TEXT NOT NULL,             -- query | gallery | train
+        filename TEXT NOT NULL,
+        PRIMARY KEY (dataset_id, instance_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE mining_rounds (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT,
+        checkpoint TEXT NOT NULL,        -- 'init' or a checkpoint path relative to the project
+        params TEXT NOT NULL,            -- JSON
+        n_pairs INTEGER, precision REAL, recall REAL, largest_component_share REAL,
+        stats TEXT,                      -- JSON
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE pairs (
+        id INTEGER PRIMARY KEY,
+        round_id INTEGER NOT NULL REFERENCES mining_rounds(id),
+        a INTEGER NOT NULL REFERENCES instances(id),   -- the earlier frame
+        b INTEGER NOT NULL REFERENCES instances(id),
+        gap INTEGER NOT NULL,
+        similarity REAL NOT NULL,
+        reliability REAL NOT NULL,
+        component INTEGER
+    );
+    CREATE INDEX pairs_round ON pairs(round_id);
+    CREATE TABLE reviews (
+        id INTEGER PRIMARY KEY,
+        a INTEGER NOT NULL,              -- decisions are about instance pairs, so they
+        b INTEGER NOT NULL,              -- survive re-mining; a < b always
+        decision TEXT NOT NULL,          -- accept | reject | none (cleared by undo)
+        action INTEGER NOT NULL,         -- rows written by one user action share this
+        kind TEXT NOT NULL,              -- do | undo | redo
+        pair_id INTEGER,
+        reviewer TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX reviews_pair ON reviews(a, b);
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL,            -- running | finished | stopped | cancelled | failed
+        config TEXT NOT NULL,
+        device TEXT,
+        epochs_done INTEGER DEFAULT 0,
+        summary TEXT,
+        error TEXT,
+        created_at REAL NOT NULL,
+        finished_at REAL
+    );
+    CREATE TABLE checkpoints (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL REFERENCES runs(id),
+        name TEXT NOT NULL,              -- last | best
+        path TEXT NOT NULL,              -- relative to the project folder
+        epoch INTEGER,
+        metrics TEXT,
+        created_at REAL NOT NULL,
+        UNIQUE (run_id, name)
+    );
+    CREATE TABLE evaluations (
+        id INTEGER PRIMARY KEY,
+        checkpoint TEXT NOT NULL,
+        dataset_id INTEGER NOT NULL REFERENCES datasets(id),
+        metrics TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
+]
+
+CROPS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS crops (instance_id INTEGER PRIMARY KEY, jpeg BLOB NOT NULL);
+"""
+
+INSTANCE_COLUMNS = ("id", "video_id", "frame", "x", "y", "w", "h", "score", "source", "identity", "camera")
+
+
+@dataclass
+class InstanceTable:
+    """Instances as column arrays (vectorised access; no Python object per row)."""
+
+    id: np.ndarray
+    video_id: np.ndarray
+    frame: np.ndarray
+    boxes: np.ndarray  # (n, 4) x, y, w, h
+    identity: np.ndarray  # -1 where unknown
+    camera: list[str | None]
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    return conn
+
+
+class Project:
+    """An open project folder. Thread-safe for the GUI's workers: one lock per connection."""
+
+    def __init__(self, root: Path, conn: sqlite3.Connection, crops_conn: sqlite3.Connection):
+        self.root = root
+        self.conn = conn
+        self.crops_conn = crops_conn
+        self.db = sqlite_utils.Database(conn)
+        self.lock = threading.RLock()
+
+    # ---- lifecycle -----------------------------------------------------------------
+    @classmethod
+    def create(cls, root: Path | str) -> "Project":
+        root = Path(root)
+        if (root / DB_NAME).exists():
+            raise UserError(f"{root} is already an idstudio project; open it instead.")
+        if root.exists() and not root.is_dir():
+            raise UserError(f"{root} exists and is not a folder; choose another project path.")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"Cannot create project folder {root}: {exc.strerror}.") from None
+        return cls.open(root, create=True)
+
+    @classmethod
+    def open(cls, root: Path | str, create: bool = False) -> "Project":
+        root = Path(root)
+        db_path = root / DB_NAME
+        if not create and not db_path.exists():
+            raise UserError(f"{root} is not an idstudio project (no {DB_NAME}); create one with `idstudio init {root}`.")
+        try:
+            conn = _connect(db_path)
+            crops_conn = _connect(root / CROPS_NAME)
+            crops_conn.executescript(CROPS_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"Cannot open the project database in {root}: {exc}.") from None
+        project = cls(root, conn, crops_conn)
+        project._migrate()
+        (root / "runs").mkdir(exist_ok=True)
+        return project
+
+    @classmethod
+    def open_or_create(cls, root: Path | str) -> "Project":
+        root = Path(root)
+        return cls.open(root) if (root / DB_NAME).exists() else cls.create(root)
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+            self.crops_conn.close()
+
+    def __enter__(self) -> "Project":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        with self.lock:
+            version = self.schema_version()
+            if version > SCHEMA_VERSION:
+                raise UserError(
+                    f"This project was written by a newer idstudio (schema {version} > {SCHEMA_VERSION}); upgrade idstudio to open it."
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                with self.transaction():
+                    for statement in MIGRATIONS[target - 1].split(";"):
+                        if statement.strip():
+                            self.conn.execute(statement)
+                    self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(target),))
+
+    def schema_version(self) -> int:
+        has_meta = self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        if not has_meta:
+            return 0
+        row = self.conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    # ---- transactions ----------------------------------------------------------------
+    def transaction(self, conn: sqlite3.Connection | None = None):
+        return _Transaction(conn or self.conn, self.lock)
+
+    def query(self, sql: str, params: Sequence[Any] | dict = ()) -> list[sqlite3.Row]:
+        with self.lock:
+            cursor = self.conn.execute(sql, params)
+            cursor.row_factory = sqlite3.Row
+            return cursor.fetchall()
+
+    def scalar(self, sql: str, params: Sequence[Any] | dict = ()) -> Any:
+        with self.lock:
+            row = self.conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    # ---- paths -------------------------------------------------------------------------
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def cache_dir(self) -> Path:
+        path = self.root / "cache"
+        path.mkdir(exist_ok=True)
+        return path
+
+    # ---- videos and frames ------------------------------------------------------------------
+    def add_video(self, **fields: Any) -> int:
+        fields.setdefault("created_at", time.time())
+        fields.setdefault("status", "importing")
+        columns = ", ".join(fields)
+        marks = ", ".join("?" for _ in fields)
+        with self.transaction():
+            cursor = self.conn.execute(f"INSERT INTO videos ({columns}) VALUES ({marks})", tuple(fields.values()))
+        return int(cursor.lastrowid)
+
+    def update_video(self, video_id: int, **fields: Any) -> None:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.transaction():
+            self.conn.execute(f"UPDATE videos SET {sets} WHERE id = ?", (*fields.values(), video_id))
+
+    def videos(self) -> list[dict[str, Any]]:
+        rows = self.query(
+            """SELECT v.*, (SELECT COUNT(*) FROM instances i WHERE i.video_id = v.id) AS n_instances
+               FROM videos v ORDER BY v.id"""
+        )
+        return [dict(r) for r in rows]
+
+    def video(self, video_id: int) -> dict[str, Any]:
+        rows = self.query("SELECT * FROM videos WHERE id = ?", (video_id,))
+        if not rows:
+            raise UserError(f"There is no video with id {video_id} in this project.")
+        return dict(rows[0])
+
+    def frame_paths(self, video_id: int) -> dict[int, str | None]:
+        return {r[0]: r[1] for r in self.query("SELECT frame, path FROM frames WHERE video_id = ? ORDER BY frame", (video_id,))}
+
+    # ---- instances and crops ------------------------------------------------------------------
+    def add_frames_and_instances(
+        self,
+        video_id: int | None,
+        frames: Iterable[tuple[int, str | None]],
+        instances: Sequence[dict[str, Any]],
+        crops: Sequence[bytes],
+        last_frame: int | None = None,
+    ) -> list[int]:
+        """Write one batch atomically: frame index rows, instances and their crops.
+
+        The crops file is committed first; the metadata commit (which also advances the
+        video's ``last_frame``) is what makes the batch visible, so a kill between the two
+        leaves at worst unreferenced crop rows, never instances without crops.
+        """
+        if len(instances) != len(crops):
+            raise ValueError("one crop per instance")
+        with self.lock:
+            start = (self.scalar("SELECT MAX(id) FROM instances") or 0) + 1
+            ids = list(range(start, start + len(instances)))
+            with self.transaction(self.crops_conn):
+                self.crops_conn.executemany(
+                    "INSERT OR REPLACE INTO crops (instance_id, jpeg) VALUES (?, ?)", zip(ids, crops)
+                )
+            with self.transaction():
+                if video_id is not None:
+                    self.conn.executemany(
+                        "INSERT OR IGNORE INTO frames (video_id, frame, path) VALUES (?, ?, ?)",
+                        ((video_id, f, p) for f, p in frames),
+                    )
+                self.conn.executemany(
+                    "INSERT INTO instances (id, video_id, frame, x, y, w, h, score, source, identity, camera)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        (i, video_id, d.get("frame"), d["x"], d["y"], d["w"], d["h"], d.get("score", 1.0),
+                         d["source"], d.get("identity"), d.get("camera"))
+                        for i, d in zip(ids, instances)
+                    ),
+                )
+                if video_id is not None and last_frame is not None:
+                    self.conn.execute("UPDATE videos SET last_frame = ? WHERE id = ?", (last_frame, video_id))
+        return ids
+
+    def instance_table(self, video_id: int | None = None, instance_ids: Sequence[int] | None = None,
+                       dataset_id: int | None = None) -> InstanceTable:
+        """Instances as column arrays, ordered by id (or by the given ids)."""
+        if instance_ids is not None:
+            rows = self._rows_by_ids(instance_ids)
+        elif dataset_id is not None:
+            rows = self.query(
+                "SELECT i.* FROM instances i JOIN dataset_items d ON d.instance_id = i.id WHERE d.dataset_id = ? ORDER BY i.id",
+                (dataset_id,),
+            )
+        elif video_id is not None:
+            rows = self.query("SELECT * FROM instances WHERE video_id = ? ORDER BY id", (video_id,))
+        else:
+            rows = self.query("SELECT * FROM instances WHERE video_id IS NOT NULL ORDER BY id")
+        n = len(rows)
+        table = InstanceTable(
+            id=np.fromiter((r["id"] for r in rows), dtype=np.int64, count=n),
+            video_id=np.fromiter((r["video_id"] if r["video_id"] is not None else -1 for r in rows), dtype=np.int64, count=n),
+            frame=np.fromiter((r["frame"] if r["frame"] is not None else -1 for r in rows), dtype=np.int64, count=n),
+            boxes=np.array([(r["x"], r["y"], r["w"], r["h"]) for r in rows], dtype=np.float32).reshape(n, 4),
+            identity=np.fromiter((r["identity"] if r["identity"] is not None else -1 for r in rows), dtype=np.int64, count=n),
+            camera=[r["camera"] for r in rows],
+        )
+        return table
+
+    def _rows_by_ids(self, ids: Sequence[int]) -> list[sqlite3.Row]:
+        ids = [int(i) for i in ids]
+        with self.lock:
+            self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _wanted (pos INTEGER PRIMARY KEY, id INTEGER)")
+            self.conn.execute("DELETE FROM _wanted")
+            self.conn.executemany("INSERT INTO _wanted (pos, id) VALUES (?, ?)", enumerate(ids))
+            cursor = self.conn.execute("SELECT i.* FROM _wanted w JOIN instances i ON i.id = w.id ORDER BY w.pos")
+            cursor.row_factory = sqlite3.Row
+            rows = cursor.fetchall()
+        if len(rows) != len(ids):
+            raise UserError(f"{len(ids) - len(rows)} of the requested instances do not exist in this project.")
+        return rows
+
+    def instance(self, instance_id: int) -> dict[str, Any]:
+        rows = self.query("SELECT * FROM instances WHERE id = ?", (instance_id,))
+        if not rows:
+            raise UserError(f"There is no instance with id {instance_id} in this project.")
+        return dict(rows[0])
+
+    def count(self, table: str, where: str = "", params: Sequence[Any] = ()) -> int:
+        return int(self.scalar(f"SELECT COUNT(*) FROM {table} {('WHERE ' + where) if where else ''}", params))
+
+    def crop_jpegs(self, instance_ids: Sequence[int]) -> list[bytes]:
+        """JPEG bytes of the given instances' crops, in the given order (one query)."""
+        ids = [int(i) for i in instance_ids]
+        if not ids:
+            return []
+        with self.lock:
+            found: dict[int, bytes] = {}
+            for start in range(0, len(ids), 900):  # SQLite's variable limit
+                chunk = ids[start:start + 900]
+                marks = ",".join("?" * len(chunk))
+                found.update(self.crops_conn.execute(
+                    f"SELECT instance_id, jpeg FROM crops WHERE instance_id IN ({marks})", chunk).fetchall())
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise UserError(f"The crops of {len(missing)} instances are missing from {CROPS_NAME}; re-import their video.")
+        return [found[i] for i in ids]
+
+    def iter_crop_jpegs(self, instance_ids: Sequence[int], batch: int = 512) -> Iterator[tuple[list[int], list[bytes]]]:
+        for start in range(0, len(instance_ids), batch):
+            chunk = list(instance_ids[start:start + batch])
+            yield chunk, self.crop_jpegs(chunk)
+
+    # ---- labelled datasets --------------------------------------------------------------------
+    def add_dataset(self, name: str, kind: str, root: str | None) -> int:
+        if self.scalar("SELECT id FROM datasets WHERE name = ?", (name,)) is not None:
+            raise UserError(f"A dataset named {name!r} already exists in this project; import it under another name.")
+        with self.transaction():
+            cursor = self.conn.execute(
+                "INSERT INTO datasets (name, kind, root, created_at) VALUES (?, ?, ?, ?)", (name, kind, root, time.time())
+            )
+        return int(cursor.lastrowid)
+
+    def add_dataset_items(self, dataset_id: int, items: Iterable[tuple[int, str, str]]) -> None:
+        """items: (instance_id, split, filename)."""
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO dataset_items (dataset_id, instance_id, split, filename) VALUES (?, ?, ?, ?)",
+                ((dataset_id, i, s, f) for i, s, f in items),
+            )
+
+    def datasets(self) -> list[dict[str, Any]]:
+        rows = self.query(
+            """SELECT d.*,
+                 SUM(CASE WHEN di.split = 'query' THEN 1 ELSE 0 END) AS n_query,
+                 SUM(CASE WHEN di.split = 'gallery' THEN 1 ELSE 0 END) AS n_gallery,
+                 SUM(CASE WHEN di.split = 'train' THEN 1 ELSE 0 END) AS n_train
+               FROM datasets d LEFT JOIN dataset_items di ON di.dataset_id = d.id
+               GROUP BY d.id ORDER BY d.id"""
+        )
+        return [dict(r) for r in rows]
+
+    def dataset(self, name_or_id: str | int | None = None) -> dict[str, Any]:
+        """A labelled dataset by name or id; None means the only (or first) one."""
+        all_sets = self.datasets()
+        if not all_sets:
+            raise UserError("This project has no labelled dataset; import one with `idstudio import-market PROJECT DIR`.")
+        if name_or_id is None:
+            return all_sets[0]
+        for d in all_sets:
+            if str(d["id"]) == str(name_or_id) or d["name"] == name_or_id:
+                return d
+        names = ", ".join(d["name"] for d in all_sets)
+        raise UserError(f"There is no dataset {name_or_id!r} in this project; it has: {names}.")
+
+    def dataset_split(self, dataset_id: int) -> dict[str, InstanceTable]:
+        """The dataset's items by split ('query', 'gallery', 'train'), each ordered by id."""
+        out = {}
+        for split in ("query", "gallery", "train"):
+            ids = [r[0] for r in self.query(
+                "SELECT instance_id FROM dataset_items WHERE dataset_id = ? AND split = ? ORDER BY instance_id",
+                (dataset_id, split))]
+            out[split] = self.instance_table(instance_ids=ids)
+        return out
+
+    # ---- summary -----------------------------------------------------------------------------
+    def summary(self) -> dict[str, Any]:
+        return {
+            "project": str(self.root),
+            "schema_version": self.schema_version(),
+            "videos": self.count("videos"),
+            "videos_incomplete": self.count("videos", "status != 'complete'"),
+            "frames": self.count("frames"),
+            "instances": self.count("instances", "video_id IS NOT NULL"),
+            "datasets": self.count("datasets"),
+            "gallery_images": self.count("dataset_items"),
+            "mining_rounds": self.count("mining_rounds"),
+            "pairs": self.count("pairs"),
+            "reviews": self.count("reviews"),
+            "runs": self.count("runs"),
+        }
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT (or ROLLBACK on error) under the project's lock."""
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock):
+        self.conn = conn
+        self.lock = lock
+        self.outer = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.lock.acquire()
+        self.outer = not self.conn.in_transaction
+        if self.outer:
+            self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self.outer:
+                self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self.lock.release()
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o))

@@ -1,0 +1,1 @@
+"""The PySide6 desktop application. Talks only to idstudio.services."""
