@@ -1,0 +1,116 @@
+"""Model, checkpoints and crop decoding (tiny inputs: fast)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from idstudio.core.data import PairDataset, CropStore, decode_crops, train_transform
+from idstudio.core.errors import UserError
+from idstudio.core.model import ModelSpec, build_model, load_checkpoint, save_checkpoint
+
+SPEC = ModelSpec("resnet18", dim=32, height=64, width=32)
+
+
+def test_forward_is_l2_normalised_and_deterministic():
+    m1, msg = build_model(SPEC, weights="none", seed=0)
+    m2, _ = build_model(SPEC, weights="none", seed=0)
+    m3, _ = build_model(SPEC, weights="none", seed=1)
+    assert "random" in msg
+    x = torch.rand(3, 3, 64, 32)
+    m1.eval(); m2.eval(); m3.eval()
+    with torch.no_grad():
+        y1, y2, y3 = m1(x), m2(x), m3(x)
+    assert y1.shape == (3, 32)
+    assert torch.allclose(y1.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.equal(y1, y2)
+    assert not torch.allclose(y1, y3)
+    assert m1.spec == SPEC
+
+
+def test_auto_without_cache_is_random_and_never_downloads(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    _, msg = build_model(SPEC, weights="auto")
+    assert "random initialisation" in msg and "nothing was downloaded" in msg
+    with pytest.raises(UserError, match="not in the local torch cache"):
+        build_model(SPEC, weights="imagenet")
+
+
+def test_weights_file_and_cache_are_used(monkeypatch, tmp_path):
+    import torchvision
+
+    tv = torchvision.models.resnet18(weights=None)
+    (tmp_path / "checkpoints").mkdir()
+    f = tmp_path / "checkpoints" / "resnet18-f37072fd.pth"
+    torch.save(tv.state_dict(), f)
+    model, msg = build_model(SPEC, weights=f)
+    assert "ImageNet weights" in msg and str(f) in msg
+    assert torch.equal(model.backbone[0].weight, tv.conv1.weight)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    model, msg = build_model(SPEC, weights="auto")
+    assert torch.equal(model.backbone[4][0].conv1.weight, tv.layer1[0].conv1.weight)
+    # a resnet50 file for a resnet18 model
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), tmp_path / "r50.pth")
+    with pytest.raises(UserError, match="not a torchvision resnet18"):
+        build_model(SPEC, weights=tmp_path / "r50.pth")
+
+
+def test_checkpoint_roundtrip_and_bad_files(tmp_path):
+    model, _ = build_model(SPEC, weights="none", seed=3)
+    model.eval()
+    path = save_checkpoint(tmp_path / "c" / "last.pt", model, epoch=4, metrics={"mAP": 0.5})
+    assert not list(path.parent.glob("*.tmp"))
+    loaded, payload = load_checkpoint(path)
+    assert payload["epoch"] == 4 and payload["metrics"]["mAP"] == 0.5
+    x = torch.rand(2, 3, 64, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), loaded(x), atol=1e-6)
+    with pytest.raises(UserError, match="resnet18.*resnet34"):
+        load_checkpoint(path, spec=ModelSpec("resnet34", dim=32))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(UserError, match="corrupt"):
+        load_checkpoint(bad)
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(UserError, match="corrupt"):
+        load_checkpoint(trunc)
+    with pytest.raises(UserError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoint_cannot_run_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "idstudio-checkpoint-1", "x": Evil()}, path)
+    with pytest.raises(UserError):
+        load_checkpoint(path)
+
+
+def _jpeg(color, h=40, w=20):
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:] = color  # BGR
+    return cv2.imencode(".jpg", img)[1].tobytes()
+
+
+def test_decode_crops_rgb_and_resized():
+    x = decode_crops([_jpeg((255, 0, 0)), _jpeg((0, 0, 255), 100, 30)], SPEC)
+    assert x.shape == (2, 3, 64, 32) and x.dtype == torch.float32
+    assert 0 <= x.min() and x.max() <= 1
+    assert x[0, 2].mean() > 0.9 and x[0, 0].mean() < 0.1  # blue in BGR -> channel 2 in RGB
+    assert x[1, 0].mean() > 0.9
+    assert decode_crops([], SPEC).shape == (0, 3, 64, 32)
+
+
+def test_pair_dataset_augments_both_views():
+    images = torch.randint(0, 255, (4, 3, 64, 32), dtype=torch.uint8)
+    store = CropStore(np.array([10, 11, 12, 13]), images)
+    assert list(store.index_of(np.array([12, 10]))) == [2, 0]
+    ds = PairDataset(store, np.array([0, 1]), np.array([2, 3]), np.array([1.0, 0.5]), train_transform(SPEC))
+    a, b, w, i = ds[1]
+    assert a.shape == (3, 64, 32) and a.dtype == torch.float32 and float(w) == 0.5 and i == 1
