@@ -241,9 +241,8 @@ class Project:
                 )
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 with self.transaction():
-                    for statement in MIGRATIONS[target - 1].split(";"):
-                        if statement.strip():
-                            self.conn.execute(statement)
+                    for statement in _statements(MIGRATIONS[target - 1]):
+                        self.conn.execute(statement)
                     self.conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)", (str(target),))
 
     def schema_version(self) -> int:
@@ -492,6 +491,12 @@ class Project:
         }
 
 
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (comments dropped) so they run in one transaction."""
+    lines = [line.split("--", 1)[0] for line in script.splitlines()]
+    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT (or ROLLBACK on error) under the project's lock."""
 
@@ -517,3 +522,23 @@ class _Transaction:
 
 def to_json(value: Any) -> str:
     return json.dumps(value, default=lambda o: o.item() if hasattr(o, "item") else str(o))
+
+
+class opened:
+    """``with opened(project_or_folder) as project:`` — services accept either an open
+    Project (used as is) or a folder (opened here and closed after)."""
+
+    def __init__(self, project: "Project | Path | str", create: bool = False):
+        self.given = project
+        self.create = create
+        self.project: Project | None = None
+
+    def __enter__(self) -> Project:
+        if isinstance(self.given, Project):
+            return self.given
+        self.project = Project.open_or_create(self.given) if self.create else Project.open(self.given)
+        return self.project
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.project is not None:
+            self.project.close()

@@ -1,0 +1,289 @@
+"""Ingest: from videos, frame folders, MOT sequences and Market-1501 folders to a project's
+person instances (boxes and crops).
+
+Frames are decoded sequentially in a background thread while this thread detects, crops
+and JPEG-encodes; each batch of frames is committed in one transaction together with the
+video's ``last_frame``, so an interrupted import leaves a consistent project that the same
+command resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from idstudio.core import market
+from idstudio.core.boxes import assign_identities, clip_boxes
+from idstudio.core.detectors import DEFAULT_DETECTOR, make_detector
+from idstudio.core.errors import UserError
+from idstudio.core.jobs import JobContext
+from idstudio.core.mot import MotBoxes, read_mot_file, read_seqinfo
+from idstudio.core.sources import FolderSource, VideoSource, open_source, prefetch, read_image
+from idstudio.core.store import Project, opened
+
+CROP_MAX_HEIGHT = 256
+JPEG_QUALITY = 90
+BATCH_FRAMES = 64
+
+BoxesFor = Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def encode_crop(image: np.ndarray, box: np.ndarray) -> bytes:
+    """The box (xywh, already clipped) cut from the frame, at most CROP_MAX_HEIGHT high, as JPEG."""
+    x0, y0 = int(box[0]), int(box[1])
+    x1 = max(x0 + 1, int(np.ceil(box[0] + box[2])))
+    y1 = max(y0 + 1, int(np.ceil(box[1] + box[3])))
+    crop = image[y0:y1, x0:x1]
+    if crop.shape[0] > CROP_MAX_HEIGHT:
+        width = max(1, round(crop.shape[1] * CROP_MAX_HEIGHT / crop.shape[0]))
+        crop = cv2.resize(crop, (width, CROP_MAX_HEIGHT), interpolation=cv2.INTER_AREA)
+    ok, buffer = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buffer.tobytes()
+
+
+def _gt_boxes_for(gt: MotBoxes) -> BoxesFor:
+    index = gt.by_frame()
+    empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+    def boxes_for(frame_number: int, image: np.ndarray):
+        rows = index.get(frame_number)
+        if rows is None:
+            return empty
+        return gt.boxes[rows], gt.score[rows], gt.ident[rows]
+
+    return boxes_for
+
+
+def _detector_boxes_for(detector, gt: MotBoxes | None) -> BoxesFor:
+    gt_index = gt.by_frame() if gt is not None else {}
+
+    def boxes_for(frame_number: int, image: np.ndarray):
+        dets = detector.detect(image, frame_number)
+        rows = gt_index.get(frame_number)
+        if rows is not None and len(dets):
+            ids = assign_identities(dets[:, :4], gt.boxes[rows], gt.ident[rows])
+        else:
+            ids = np.full(len(dets), -1, dtype=np.int64)
+        return dets[:, :4], dets[:, 4], ids
+
+    return boxes_for
+
+
+def _ingest(project: Project, source, kind: str, detector_name: str, box_source: str, boxes_for: BoxesFor,
+            camera: str, ctx: JobContext, name: str | None = None) -> dict[str, Any]:
+    """Shared loop of every frame source: detect, clip, crop, encode, commit in batches."""
+    fingerprint = source.fingerprint()
+    existing = project.query(
+        "SELECT * FROM videos WHERE fingerprint = ? AND detector = ? AND stride = ?",
+        (fingerprint, detector_name, source.stride),
+    )
+    resumed = False
+    if existing:
+        row = dict(existing[0])
+        if row["status"] == "complete":
+            raise UserError(
+                f"{source.path.name} is already in this project (video {row['id']}, {row['detector']} boxes, "
+                f"stride {row['stride']}); nothing was imported again."
+            )
+        video_id, start_after, resumed = row["id"], row["last_frame"], True
+        ctx.log(f"Resuming the interrupted import of {source.path.name} after frame {start_after}.")
+    else:
+        video_id = project.add_video(
+            name=name or source.path.name, path=str(source.path.resolve()), kind=kind, camera=camera,
+            fingerprint=fingerprint, width=source.width, height=source.height, fps=source.fps,
+            stride=source.stride, detector=detector_name,
+        )
+        start_after = 0
+
+    estimate = _frame_estimate(source)
+    frames_in_batch: list[tuple[int, str | None]] = []
+    rows: list[dict[str, Any]] = []
+    crops: list[bytes] = []
+    added_frames = added_instances = clipped_out = 0
+    last_number = start_after
+
+    def flush() -> None:
+        nonlocal frames_in_batch, rows, crops
+        if frames_in_batch:
+            project.add_frames_and_instances(video_id, frames_in_batch, rows, crops, last_frame=last_number)
+        frames_in_batch, rows, crops = [], [], []
+
+    project.update_video(video_id, error=None)
+    try:
+        for frame in prefetch(source.frames(start_after=start_after)):
+            boxes, scores, ids = boxes_for(frame.number, frame.image)
+            boxes, keep = clip_boxes(boxes, source.width, source.height)
+            clipped_out += int((~keep).sum())
+            for box, score, ident in zip(boxes[keep], scores[keep], ids[keep]):
+                rows.append({"frame": frame.number, "x": float(box[0]), "y": float(box[1]), "w": float(box[2]),
+                             "h": float(box[3]), "score": float(score), "source": box_source,
+                             "identity": int(ident) if ident >= 0 else None, "camera": camera})
+                crops.append(encode_crop(frame.image, box))
+            frames_in_batch.append((frame.number, frame.path))
+            last_number = frame.number
+            added_frames += 1
+            added_instances += int(keep.sum())
+            if len(frames_in_batch) >= BATCH_FRAMES:
+                flush()
+                ctx.progress(added_frames, max(estimate - start_after, added_frames + 1), f"{source.path.name}")
+                if ctx.should_stop:
+                    ctx.check_cancelled()
+                    ctx.log(f"Stopped: {source.path.name} is marked incomplete; run the same import to resume.")
+                    return _result(project, video_id, added_frames, added_instances, complete=False)
+        flush()
+    except UserError as exc:
+        flush()
+        project.update_video(video_id, error=str(exc))
+        raise
+    total_frames = project.count("frames", "video_id = ?", (video_id,))
+    project.update_video(video_id, status="complete", n_frames=last_number if kind == "video" else total_frames)
+    ctx.progress(added_frames, added_frames, source.path.name)
+    if clipped_out:
+        ctx.log(f"{clipped_out} boxes lay entirely outside the frame and were dropped; others were clipped.")
+    total_instances = project.count("instances", "video_id = ?", (video_id,))
+    if total_instances == 0:
+        raise UserError(
+            f"No people were found in {source.path.name} ({total_frames} frames read, kept in the project); "
+            f"try another detector (--detector hog or motion) or import detections with --det."
+        )
+    result = _result(project, video_id, added_frames, added_instances, complete=True)
+    result["resumed"] = resumed
+    return result
+
+
+def _frame_estimate(source) -> int:
+    """For the progress bar only: the header's frame count is never stored or trusted."""
+    if isinstance(source, FolderSource):
+        return len(source.files)
+    capture = cv2.VideoCapture(str(source.path))
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    capture.release()
+    return max(count // source.stride, 1)
+
+
+def _result(project: Project, video_id: int, frames: int, instances: int, complete: bool) -> dict[str, Any]:
+    video = project.video(video_id)
+    return {"video_id": video_id, "videos": 1, "frames": frames, "instances": instances,
+            "identities": project.scalar("SELECT COUNT(DISTINCT identity) FROM instances WHERE video_id = ?", (video_id,)),
+            "n_frames": video["n_frames"], "complete": complete}
+
+
+def import_video(project: Project | Path, path: Path, detector: str = DEFAULT_DETECTOR, det_file: Path | None = None,
+                 gt_file: Path | None = None, stride: int = 1, camera: str | None = None, min_score: float | None = None,
+                 ctx: JobContext | None = None) -> dict[str, Any]:
+    """Import a video file (or a folder of frames). With ``det_file`` its MOT detections are
+    used instead of a detector; with ``gt_file`` each box takes the identity of the gt box it
+    overlaps best (IoU >= 0.5), so mining quality can be measured on realistic detections."""
+    ctx = ctx or JobContext()
+    path = Path(path)
+    source = open_source(path, stride)
+    det = make_detector(detector, det_file, min_score)
+    gt = read_mot_file(gt_file, "gt") if gt_file else None
+    with opened(project) as proj:
+        return _ingest(proj, source, "video" if isinstance(source, VideoSource) else "frames", det.name, det.source,
+                       _detector_boxes_for(det, gt), camera or path.stem, ctx)
+
+
+def import_mot(project: Project | Path, seq_dir: Path, boxes: str | None = None, min_score: float | None = None,
+               ctx: JobContext | None = None) -> dict[str, Any]:
+    """Import a MOT sequence folder (seqinfo.ini, img1/, det/det.txt, gt/gt.txt). ``boxes``:
+    'gt' (default where gt exists; pedestrians only) or 'det' (identities from gt by IoU)."""
+    ctx = ctx or JobContext()
+    seq_dir = Path(seq_dir)
+    info = read_seqinfo(seq_dir)
+    gt_path, det_path = seq_dir / "gt" / "gt.txt", seq_dir / "det" / "det.txt"
+    boxes = boxes or ("gt" if gt_path.exists() else "det")
+    if boxes not in ("gt", "det"):
+        raise UserError(f"--boxes must be gt or det, not {boxes!r}.")
+    wanted = gt_path if boxes == "gt" else det_path
+    if not wanted.exists():
+        raise UserError(f"{seq_dir.name} has no {wanted.relative_to(seq_dir)}; import it with --boxes {'det' if boxes == 'gt' else 'gt'}.")
+    source = FolderSource(seq_dir / info.im_dir, fps=info.frame_rate)
+    gt = read_mot_file(gt_path, "gt") if gt_path.exists() else None
+    if boxes == "gt":
+        boxes_for, detector_name, box_source = _gt_boxes_for(gt), "gt", "gt"
+    else:
+        det = make_detector("file", det_path, min_score)
+        boxes_for, detector_name, box_source = _detector_boxes_for(det, gt), det.name, det.source
+    with opened(project) as proj:
+        return _ingest(proj, source, "mot", detector_name, box_source, boxes_for, info.name, ctx, name=info.name)
+
+
+def import_market(project: Project | Path, folder: Path, name: str | None = None,
+                  ctx: JobContext | None = None) -> dict[str, Any]:
+    """Import a Market-1501-style folder as a labelled evaluation dataset."""
+    ctx = ctx or JobContext()
+    folder = Path(folder)
+    items = market.scan(folder)
+    rows, crops, bad = [], [], []
+    for number, item in enumerate(items):
+        data = item.path.read_bytes()
+        image = read_image(item.path)
+        if image is None:
+            bad.append(item.path.name)
+            continue
+        if data[:2] != b"\xff\xd8":  # store JPEG once; other formats are converted
+            data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])[1].tobytes()
+        rows.append({"frame": None, "x": 0.0, "y": 0.0, "w": float(image.shape[1]), "h": float(image.shape[0]),
+                     "score": 1.0, "source": "gallery", "identity": item.identity, "camera": item.camera})
+        crops.append(data)
+        if number % 500 == 0:
+            ctx.progress(number, len(items), folder.name)
+    if bad:
+        raise UserError(f"{len(bad)} files in {folder.name} are not readable images, e.g. {bad[0]}; remove them and import again.")
+    with opened(project) as proj:
+        dataset_id = proj.add_dataset(name or folder.name, "market", str(folder.resolve()))
+        ids = proj.add_frames_and_instances(None, [], rows, crops)
+        proj.add_dataset_items(dataset_id, [(i, item.split, item.path.name) for i, item in zip(ids, items)])
+    ctx.progress(len(items), len(items), folder.name)
+    splits = [item.split for item in items]
+    identities = [item.identity for item in items]
+    return {"dataset_id": dataset_id, "name": name or folder.name, "images": len(items),
+            "query": splits.count("query"), "gallery": splits.count("gallery"), "train": splits.count("train"),
+            "junk": identities.count(market.JUNK), "distractors": identities.count(market.DISTRACTOR),
+            "identities": len({i for i in identities if i > 0}), "videos": 0, "frames": 0, "instances": 0}
+
+
+def import_world(project: Project | Path, world, ctx: JobContext | None = None) -> dict[str, Any]:
+    """Import a synthetic world: each camera's video with its noisy detections (identities
+    from its gt), and its held-out labelled query/gallery split."""
+    ctx = ctx or JobContext()
+    totals = {"videos": 0, "frames": 0, "instances": 0}
+    with opened(project, create=True) as proj:
+        for camera in world.cameras:
+            result = import_video(proj, camera.video, det_file=camera.det, gt_file=camera.gt, camera=camera.name, ctx=ctx)
+            for key in totals:
+                totals[key] += result[key]
+        gallery = import_market(proj, world.market_dir, name="synthetic-heldout", ctx=ctx)
+    totals["dataset"] = gallery["name"]
+    totals["gallery_images"] = gallery["images"]
+    return totals
+
+
+def demo(project_root: Path, config=None, ctx: JobContext | None = None) -> dict[str, Any]:
+    """Generate the synthetic world inside the project folder and import it; an existing
+    project is left as it is."""
+    from idstudio.core import synth
+
+    ctx = ctx or JobContext()
+    project_root = Path(project_root)
+    if (project_root / "idstudio.db").exists():
+        with opened(project_root) as proj:
+            summary = proj.summary()
+        summary["generated"] = False
+        return summary
+    started = time.perf_counter()
+    world_dir = project_root / "world"
+    ctx.log(f"Generating the synthetic world in {world_dir} ...")
+    world = synth.generate(world_dir, config or synth.SynthConfig(), ctx=ctx)
+    ctx.log("Importing its videos and labelled split ...")
+    result = import_world(project_root, world, ctx)
+    result["generated"] = True
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    return result
