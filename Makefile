@@ -22,7 +22,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/lint-imports
 	# Core and services run where importing Qt fails: proves they never need it.
-	IDSTUDIO_BLOCK_QT=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m "not gui" -q
+	IDSTUDIO_BLOCK_QT=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -p no:pytest-qt -m "not gui" -q
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m gui -q
 
 bench: $(STAMP)

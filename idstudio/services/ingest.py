@@ -185,7 +185,7 @@ def import_video(project: Project | Path, path: Path, detector: str = DEFAULT_DE
     source = open_source(path, stride)
     det = make_detector(detector, det_file, min_score)
     gt = read_mot_file(gt_file, "gt") if gt_file else None
-    with opened(project) as proj:
+    with opened(project, create=True) as proj:
         return _ingest(proj, source, "video" if isinstance(source, VideoSource) else "frames", det.name, det.source,
                        _detector_boxes_for(det, gt), camera or path.stem, ctx)
 
@@ -211,7 +211,7 @@ def import_mot(project: Project | Path, seq_dir: Path, boxes: str | None = None,
     else:
         det = make_detector("file", det_path, min_score)
         boxes_for, detector_name, box_source = _detector_boxes_for(det, gt), det.name, det.source
-    with opened(project) as proj:
+    with opened(project, create=True) as proj:
         return _ingest(proj, source, "mot", detector_name, box_source, boxes_for, info.name, ctx, name=info.name)
 
 
@@ -237,7 +237,7 @@ def import_market(project: Project | Path, folder: Path, name: str | None = None
             ctx.progress(number, len(items), folder.name)
     if bad:
         raise UserError(f"{len(bad)} files in {folder.name} are not readable images, e.g. {bad[0]}; remove them and import again.")
-    with opened(project) as proj:
+    with opened(project, create=True) as proj:
         dataset_id = proj.add_dataset(name or folder.name, "market", str(folder.resolve()))
         ids = proj.add_frames_and_instances(None, [], rows, crops)
         proj.add_dataset_items(dataset_id, [(i, item.split, item.path.name) for i, item in zip(ids, items)])
