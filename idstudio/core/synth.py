@@ -711,7 +711,7 @@ def _render_view(cam: _CamModel, app: dict, rng: np.random.Generator, others: li
 
 
 def _write_market(root: Path, cams: list[_CamModel], cfg: SynthConfig, rng: np.random.Generator,
-                  eval_apps: dict[int, dict], tick) -> Path:
+                  eval_apps: dict[int, dict], tick, train_apps: dict[int, dict] | None = None) -> Path:
     mdir = root / "market"
     qdir, gdir = mdir / "query", mdir / "bounding_box_test"
     qdir.mkdir(parents=True, exist_ok=True)
@@ -766,6 +766,15 @@ def _write_market(root: Path, cams: list[_CamModel], cfg: SynthConfig, rng: np.r
         box = (x0, y0, x0 + (x1 - x0) * cut, y1) if rng.random() < 0.5 else (x1 - (x1 - x0) * cut, y0, x1, y1)
         crop = cv2.GaussianBlur(_crop(frame, box, rng, 0.02), (0, 0), 2.5)
         cv2.imwrite(str(gdir / f"-1_c{ci + 1}s1_{next_frame():06d}_01.jpg"), crop, quality)
+    if train_apps:  # optional labelled views of the video identities (a supervised reference)
+        tdir = mdir / "bounding_box_train"
+        tdir.mkdir(parents=True, exist_ok=True)
+        for pid, app in train_apps.items():
+            for ci in range(len(cams)):
+                for v in range(2):
+                    frame, box, _ = _render_view(cams[ci], app, rng, [])
+                    name = f"{pid:04d}_c{ci + 1}s1_{next_frame():06d}_{v + 1:02d}.jpg"
+                    cv2.imwrite(str(tdir / name), _crop(frame, box, rng), quality)
     return mdir
 
 
@@ -799,7 +808,7 @@ def generate(out_dir: str | Path, config: SynthConfig | None = None, ctx=None) -
         name = f"cam{i + 1}"
         rng = np.random.default_rng(seeds[4 + i])
         cameras.append(_render_camera(root, name, cam, passes[i], apps, cfg, rng, tick))
-    market = _write_market(root, cams, cfg, rng_market, eval_apps, tick)
+    market = _write_market(root, cams, cfg, rng_market, eval_apps, tick, apps if cfg.write_train else None)
     if ctx is not None:
         ctx.progress(total, total, "synthetic world written")
 
