@@ -1,0 +1,18 @@
+"""`idstudio gui [PROJECT]`: open the desktop application."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("gui", help="open the desktop application (on PROJECT, else the last project)")
+    parser.add_argument("project", type=Path, nargs="?", default=None, help="project folder (created if missing)")
+    parser.set_defaults(handler=_gui)
+
+
+def _gui(args: argparse.Namespace) -> int:
+    from idstudio.gui.app import run
+
+    return run(args.project)

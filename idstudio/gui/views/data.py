@@ -1,0 +1,666 @@
+"""The Data view: import, the videos and datasets, a frame viewer and a thumbnail grid.
+
+Nothing slow runs on the GUI thread: imports are jobs (``gui/workers.py``), frames are
+decoded by a :class:`FrameDecoder` (latest request wins, bounded cache, sequential decode)
+and thumbnails by a :class:`ThumbnailLoader` (lazy, LIFO, bounded cache). The grid is a
+``QListView`` over a model holding only a numpy array of ids, so 100,000 instances cost
+one array, and only the visible tiles are ever decoded.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPointF, QRectF, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMessageBox,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QSplitter,
+    QToolButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from idstudio.gui import shortcuts
+from idstudio.gui.imaging import FrameDecoder, ThumbnailLoader, identity_color
+
+DETECTORS = ("motion", "hog", "file")
+
+
+# ---- import jobs (run in worker threads; open their own project) ------------------------------
+def _job_video(root: Path, path: Path, detector: str, det_file: Path | None, stride: int, camera: str | None, ctx):
+    from idstudio.services import ingest
+
+    return ingest.import_video(root, path, detector=detector, det_file=det_file, stride=stride, camera=camera or None, ctx=ctx)
+
+
+def _job_mot(root: Path, seq_dir: Path, boxes: str, ctx):
+    from idstudio.services import ingest
+
+    return ingest.import_mot(root, seq_dir, boxes=boxes, ctx=ctx)
+
+
+def _job_market(root: Path, folder: Path, name: str | None, ctx):
+    from idstudio.services import ingest
+
+    return ingest.import_market(root, folder, name=name or None, ctx=ctx)
+
+
+def _job_demo(root: Path, small: bool, ctx):
+    from idstudio.core import synth
+    from idstudio.services import ingest
+
+    world_dir = root / "world"
+    config = synth.SynthConfig.small() if small else synth.SynthConfig()
+    if (world_dir / "world.json").exists():
+        world = synth.World.load(world_dir)
+    else:
+        ctx.log(f"Generating the synthetic world in {world_dir} …")
+        world = synth.generate(world_dir, config, ctx=ctx)
+    ctx.check_cancelled()
+    return ingest.import_world(root, world, ctx)
+
+
+# ---- import dialog ----------------------------------------------------------------------------
+class PathField(QWidget):
+    def __init__(self, folder: bool, caption: str, filters: str = "", parent: QWidget | None = None):
+        super().__init__(parent)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        self.edit = QLineEdit(self)
+        self.edit.setMinimumWidth(320)
+        button = QPushButton("Browse…", self)
+        button.clicked.connect(self._browse)
+        row.addWidget(self.edit, 1)
+        row.addWidget(button)
+        self.folder, self.caption, self.filters = folder, caption, filters
+
+    def _browse(self) -> None:
+        start = str(Path(self.edit.text()).parent) if self.edit.text() else str(Path.home())
+        if self.folder:
+            path = QFileDialog.getExistingDirectory(self, self.caption, start)
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, self.caption, start, self.filters)
+        if path:
+            self.edit.setText(path)
+
+    def path(self) -> Path | None:
+        text = self.edit.text().strip()
+        return Path(text).expanduser() if text else None
+
+
+class ImportDialog(QDialog):
+    """One dialog for the four import kinds; ``params()`` is what the job gets."""
+
+    TITLES = {"video": "Import a video", "mot": "Import a MOT sequence", "market": "Import a Market-1501 folder",
+              "demo": "Import the demo world"}
+
+    def __init__(self, kind: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.kind = kind
+        self.setWindowTitle(self.TITLES[kind])
+        self.setMinimumWidth(560)
+        layout = QVBoxLayout(self)
+        form = QFormLayout()
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        layout.addLayout(form)
+        self.fields: dict[str, Any] = {}
+        if kind == "video":
+            self.fields["path"] = PathField(False, "Choose a video", "Videos (*.mp4 *.avi *.mov *.mkv *.mpg *.webm);;All files (*)")
+            self.fields["detector"] = QComboBox()
+            self.fields["detector"].addItems(["motion — background subtraction", "hog — OpenCV people detector",
+                                              "file — MOT det.txt file"])
+            self.fields["det_file"] = PathField(False, "Choose a MOT det.txt", "Text (*.txt);;All files (*)")
+            self.fields["det_file"].setEnabled(False)
+            self.fields["detector"].currentIndexChanged.connect(lambda i: self.fields["det_file"].setEnabled(i == 2))
+            self.fields["stride"] = QSpinBox()
+            self.fields["stride"].setRange(1, 100)
+            self.fields["stride"].setToolTip("Keep every N-th frame")
+            self.fields["camera"] = QLineEdit()
+            self.fields["camera"].setPlaceholderText("default: the file name")
+            for label, key in (("Video file", "path"), ("Detector", "detector"), ("Detections file", "det_file"),
+                               ("Frame stride", "stride"), ("Camera", "camera")):
+                form.addRow(label, self.fields[key])
+        elif kind == "mot":
+            self.fields["path"] = PathField(True, "Choose a MOT sequence folder (with seqinfo.ini)")
+            self.fields["boxes"] = QComboBox()
+            self.fields["boxes"].addItems(["gt", "det"])
+            self.fields["boxes"].setToolTip("gt: ground-truth boxes; det: detections (identities from gt by overlap)")
+            form.addRow("Sequence folder", self.fields["path"])
+            form.addRow("Boxes", self.fields["boxes"])
+        elif kind == "market":
+            self.fields["path"] = PathField(True, "Choose a Market-1501 folder (query/, bounding_box_test/)")
+            self.fields["name"] = QLineEdit()
+            self.fields["name"].setPlaceholderText("default: the folder name")
+            form.addRow("Folder", self.fields["path"])
+            form.addRow("Dataset name", self.fields["name"])
+        else:
+            info = QLabel("Generates a seeded multi-camera pedestrian world with ground truth inside the project "
+                          "folder (world/) and imports its videos and its labelled query/gallery split.")
+            info.setWordWrap(True)
+            self.fields["small"] = QCheckBox("Small world (generates in seconds)")
+            self.fields["small"].setChecked(True)
+            form.addRow(info)
+            form.addRow(self.fields["small"])
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Import")
+        buttons.accepted.connect(self._check_and_accept)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+
+    def _check_and_accept(self) -> None:
+        problem = self.problem()
+        if problem:
+            QMessageBox.warning(self, self.windowTitle(), problem)
+            return
+        self.accept()
+
+    def problem(self) -> str | None:
+        params = self.params()
+        if self.kind == "demo":
+            return None
+        path = params["path"]
+        if path is None:
+            return "Choose what to import first."
+        if not path.exists():
+            return f"{path} does not exist; choose an existing {'folder' if self.kind != 'video' else 'file'}."
+        if self.kind == "video" and params["detector"] == "file" and params["det_file"] is None:
+            return "The 'file' detector needs a MOT det.txt: choose one, or pick the motion or hog detector."
+        return None
+
+    def params(self) -> dict[str, Any]:
+        f = self.fields
+        if self.kind == "video":
+            return {"path": f["path"].path(), "detector": DETECTORS[f["detector"].currentIndex()],
+                    "det_file": f["det_file"].path() if f["detector"].currentIndex() == 2 else None,
+                    "stride": f["stride"].value(), "camera": f["camera"].text().strip()}
+        if self.kind == "mot":
+            return {"path": f["path"].path(), "boxes": f["boxes"].currentText()}
+        if self.kind == "market":
+            return {"path": f["path"].path(), "name": f["name"].text().strip()}
+        return {"small": f["small"].isChecked()}
+
+
+# ---- frame viewer ---------------------------------------------------------------------------------
+class FrameCanvas(QWidget):
+    """Paints one frame scaled to fit, with its boxes coloured by identity."""
+
+    box_clicked = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.image: QImage | None = None
+        self.source_size = QSize(1, 1)
+        self.boxes: list[tuple[int, float, float, float, float, int]] = []  # id, x, y, w, h, identity
+        self.highlight: set[int] = set()
+        self.message = "Open a project and choose a video"
+        self.setMinimumSize(320, 200)
+
+    def set_frame(self, image: QImage | None, source_size: QSize, boxes, highlight=()) -> None:
+        self.image, self.source_size, self.boxes, self.highlight = image, source_size, list(boxes), set(highlight)
+        self.update()
+
+    def _geometry(self) -> tuple[float, float, float]:
+        sw, sh = max(self.source_size.width(), 1), max(self.source_size.height(), 1)
+        scale = min(self.width() / sw, self.height() / sh)
+        return scale, (self.width() - sw * scale) / 2, (self.height() - sh * scale) / 2
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(24, 30, 38))
+        if self.image is None or self.image.isNull():
+            p.setPen(QColor(160, 170, 180))
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.message)
+            return
+        scale, ox, oy = self._geometry()
+        target = QRectF(ox, oy, self.source_size.width() * scale, self.source_size.height() * scale)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        p.drawImage(target, self.image)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        font = QFont(p.font())
+        font.setPointSizeF(8)
+        p.setFont(font)
+        for iid, x, y, w, h, identity in self.boxes:
+            color = identity_color(identity)
+            hot = iid in self.highlight
+            p.setPen(QPen(QColor(255, 214, 0) if hot else color, 3.5 if hot else 1.8))
+            rect = QRectF(ox + x * scale, oy + y * scale, w * scale, h * scale)
+            p.drawRect(rect)
+            if identity is not None and identity >= 0:
+                label = f"{identity}"
+                p.fillRect(QRectF(rect.left(), rect.top() - 14, 8 + 7 * len(label), 14), color)
+                p.setPen(QColor(0, 0, 0))
+                p.drawText(QPointF(rect.left() + 4, rect.top() - 3), label)
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        scale, ox, oy = self._geometry()
+        x, y = (event.position().x() - ox) / scale, (event.position().y() - oy) / scale
+        for iid, bx, by, bw, bh, _ in self.boxes:
+            if bx <= x <= bx + bw and by <= y <= by + bh:
+                self.box_clicked.emit(iid)
+                return
+
+
+# ---- thumbnail grid ------------------------------------------------------------------------------
+class InstanceModel(QAbstractListModel):
+    """Instances as one numpy array of ids (plus frame and identity for tooltips)."""
+
+    def __init__(self, loader: ThumbnailLoader, parent=None):
+        super().__init__(parent)
+        self.loader = loader
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.frames = np.zeros(0, dtype=np.int64)
+        self.identities = np.zeros(0, dtype=np.int64)
+        self.videos = np.zeros(0, dtype=np.int64)
+        self._row_of: dict[int, int] | None = None
+        self._placeholder = QImage(loader.size, QImage.Format.Format_RGB888)
+        self._placeholder.fill(QColor(232, 236, 241))
+        loader.loaded.connect(self._loaded)
+
+    def set_instances(self, ids, videos, frames, identities) -> None:
+        self.beginResetModel()
+        self.ids, self.videos = np.asarray(ids, dtype=np.int64), np.asarray(videos, dtype=np.int64)
+        self.frames, self.identities = np.asarray(frames, dtype=np.int64), np.asarray(identities, dtype=np.int64)
+        self._row_of = None
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(self.ids)
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
+        row = index.row()
+        if not index.isValid() or row >= len(self.ids):
+            return None
+        iid = int(self.ids[row])
+        if role == Qt.ItemDataRole.DecorationRole:
+            image = self.loader.cache.get(iid)
+            if image is None:
+                self.loader.request(iid)
+                return self._placeholder
+            return image
+        if role == Qt.ItemDataRole.ToolTipRole:
+            ident = int(self.identities[row])
+            where = f"video {self.videos[row]}, frame {self.frames[row]}" if self.videos[row] >= 0 else "gallery image"
+            return f"instance {iid} · {where} · identity {ident if ident >= 0 else 'unknown'}"
+        if role == Qt.ItemDataRole.UserRole:
+            return iid
+        return None
+
+    def row_of(self, iid: int) -> int | None:
+        if self._row_of is None:
+            self._row_of = {int(v): i for i, v in enumerate(self.ids)}
+        return self._row_of.get(int(iid))
+
+    def _loaded(self, items: list) -> None:
+        rows = [r for r in (self.row_of(iid) for iid, _ in items) if r is not None]
+        if rows:
+            self.dataChanged.emit(self.index(min(rows)), self.index(max(rows)), [Qt.ItemDataRole.DecorationRole])
+
+
+# ---- the view ----------------------------------------------------------------------------------
+class DataView(QWidget):
+    title = "Data"
+
+    def __init__(self, session, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.video: dict[str, Any] | None = None
+        self.frame_numbers: list[int] = []
+        self.boxes_by_frame: dict[int, list] = {}
+        self.highlight: set[int] = set()
+        self.current_frame: int | None = None
+        self._waiting = False
+
+        self.decoder = FrameDecoder(parent=self)
+        self.decoder.frame_ready.connect(self._frame_ready)
+        self.decoder.start()
+        self.loader = ThumbnailLoader(parent=self)
+        self.loader.start()
+
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(10, 10, 10, 10)
+        split = QSplitter(Qt.Orientation.Horizontal, self)
+        outer.addWidget(split)
+
+        # left: import buttons and the sources list
+        left = QWidget(split)
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(0, 0, 6, 0)
+        heading = QLabel("Sources", left)
+        heading.setObjectName("Heading")
+        lv.addWidget(heading)
+        buttons = QHBoxLayout()
+        for text, kind in (("Video", "video"), ("MOT", "mot"), ("Market", "market"), ("Demo", "demo")):
+            b = QPushButton(f"+ {text}", left)
+            b.setToolTip(ImportDialog.TITLES[kind])
+            b.clicked.connect(partial(self.start_import, kind))
+            buttons.addWidget(b)
+        lv.addLayout(buttons)
+        self.sources = QTreeWidget(left)
+        self.sources.setHeaderLabels(["Name", "Frames", "Instances", "Status"])
+        self.sources.setRootIsDecorated(True)
+        self.sources.setAlternatingRowColors(True)
+        from PySide6.QtWidgets import QHeaderView
+
+        header = self.sources.header()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col in (1, 2, 3):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(False)
+        self.sources.itemSelectionChanged.connect(self._source_selected)
+        lv.addWidget(self.sources, 1)
+        self.summary = QLabel("", left)
+        self.summary.setObjectName("Muted")
+        self.summary.setWordWrap(True)
+        lv.addWidget(self.summary)
+
+        # right: frame viewer above, thumbnail grid below
+        right = QSplitter(Qt.Orientation.Vertical, split)
+        viewer = QWidget(right)
+        vv = QVBoxLayout(viewer)
+        vv.setContentsMargins(6, 0, 0, 0)
+        self.frame_title = QLabel("No video selected", viewer)
+        self.frame_title.setObjectName("Heading")
+        vv.addWidget(self.frame_title)
+        self.canvas = FrameCanvas(viewer)
+        self.canvas.box_clicked.connect(self._box_clicked)
+        vv.addWidget(self.canvas, 1)
+        controls = QHBoxLayout()
+        from idstudio.gui.main_window import icon
+
+        self.play_button = QToolButton(viewer)
+        self.play_button.setIcon(icon("play"))
+        self.play_button.setCheckable(True)
+        self.play_button.setToolTip("Play / pause (K)")
+        self.play_button.toggled.connect(self._toggle_play)
+        self.scrubber = QSlider(Qt.Orientation.Horizontal, viewer)
+        self.scrubber.setEnabled(False)
+        self.scrubber.valueChanged.connect(self._scrubbed)
+        self.frame_label = QLabel("—", viewer)
+        self.frame_label.setMinimumWidth(150)
+        controls.addWidget(self.play_button)
+        controls.addWidget(self.scrubber, 1)
+        controls.addWidget(self.frame_label)
+        vv.addLayout(controls)
+        self.play_timer = QTimer(self)
+        self.play_timer.timeout.connect(self._play_tick)
+
+        grid_box = QWidget(right)
+        gv = QVBoxLayout(grid_box)
+        gv.setContentsMargins(6, 6, 0, 0)
+        self.grid_title = QLabel("Instances", grid_box)
+        self.grid_title.setObjectName("Heading")
+        gv.addWidget(self.grid_title)
+        self.grid = QListView(grid_box)
+        self.grid.setViewMode(QListView.ViewMode.IconMode)
+        self.grid.setResizeMode(QListView.ResizeMode.Adjust)
+        self.grid.setMovement(QListView.Movement.Static)
+        self.grid.setUniformItemSizes(True)
+        self.grid.setLayoutMode(QListView.LayoutMode.Batched)
+        self.grid.setBatchSize(2000)
+        self.grid.setIconSize(self.loader.size)
+        self.grid.setGridSize(QSize(self.loader.size.width() + 8, self.loader.size.height() + 8))
+        self.grid.setSpacing(2)
+        self.grid.setSelectionMode(QListView.SelectionMode.ExtendedSelection)
+        self.model = InstanceModel(self.loader, self)
+        self.grid.setModel(self.model)
+        self.grid.doubleClicked.connect(self._grid_activated)
+        gv.addWidget(self.grid, 1)
+
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([360, 1000])
+        right.setSizes([520, 300])
+
+        self._actions = []
+        self._bind_keys()
+        shortcuts.notifier.changed.connect(self._bind_keys)
+        session.project_opened.connect(lambda _root: self.reload())
+        session.project_closed.connect(self.reload)
+        session.data_changed.connect(self._data_changed)
+        self.reload()
+
+    # ---- keys ------------------------------------------------------------------------------------
+    def _bind_keys(self) -> None:
+        from PySide6.QtGui import QAction
+
+        for action in self._actions:
+            self.removeAction(action)
+        self._actions = []
+        for name, slot in (("data.play", lambda: self.play_button.toggle()), ("data.next", lambda: self.step(1)),
+                           ("data.prev", lambda: self.step(-1))):
+            action = QAction(self)
+            action.setShortcuts(shortcuts.keys(name))
+            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            action.triggered.connect(slot)
+            self.addAction(action)
+            self._actions.append(action)
+
+    # ---- data ------------------------------------------------------------------------------------
+    def _data_changed(self, area: str) -> None:
+        if area in ("videos", "datasets"):
+            self.reload()
+
+    def reload(self) -> None:
+        project = self.session.project
+        self.loader.set_root(self.session.root)
+        self.sources.clear()
+        if project is None:
+            self.summary.setText("No project open.")
+            self.model.set_instances([], [], [], [])
+            return
+        videos_item = QTreeWidgetItem(["Videos"])
+        datasets_item = QTreeWidgetItem(["Labelled datasets"])
+        for item in (videos_item, datasets_item):
+            font = item.font(0)
+            font.setBold(True)
+            item.setFont(0, font)
+            item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsSelectable)
+        self.sources.addTopLevelItems([videos_item, datasets_item])
+        videos = project.videos()
+        for v in videos:
+            child = QTreeWidgetItem([f"{v['name']}  ({v['camera']})", f"{v['n_frames']:,}", f"{v['n_instances']:,}", v["status"]])
+            child.setData(0, Qt.ItemDataRole.UserRole, ("video", v["id"]))
+            child.setToolTip(0, f"{v['path']}\ndetector {v['detector']}, stride {v['stride']}, {v['width']}x{v['height']} @ {v['fps']:.1f} fps")
+            videos_item.addChild(child)
+        datasets = project.datasets()
+        for d in datasets:
+            n = (d["n_query"] or 0) + (d["n_gallery"] or 0) + (d["n_train"] or 0)
+            child = QTreeWidgetItem([d["name"], "", f"{n:,}", f"{d['n_query'] or 0} q / {d['n_gallery'] or 0} g"])
+            child.setData(0, Qt.ItemDataRole.UserRole, ("dataset", d["id"]))
+            datasets_item.addChild(child)
+        self.sources.expandAll()
+        n_inst = sum(v["n_instances"] for v in videos)
+        self.summary.setText(f"{len(videos)} videos · {sum(v['n_frames'] or 0 for v in videos):,} frames · "
+                             f"{n_inst:,} instances · {len(datasets)} labelled datasets")
+        if videos and self.video is None:
+            videos_item.child(0).setSelected(True)
+        elif self.video is not None:
+            for i in range(videos_item.childCount()):
+                if videos_item.child(i).data(0, Qt.ItemDataRole.UserRole) == ("video", self.video["id"]):
+                    videos_item.child(i).setSelected(True)
+        if not videos and not datasets:
+            self.canvas.message = "This project is empty: import a video, a MOT sequence or the demo world (buttons on the left)."
+            self.canvas.update()
+
+    def _source_selected(self) -> None:
+        items = self.sources.selectedItems()
+        if not items:
+            return
+        data = items[0].data(0, Qt.ItemDataRole.UserRole)
+        if not data:
+            return
+        kind, ident = data
+        if kind == "video":
+            self.set_video(ident)
+        else:
+            self.set_dataset(ident)
+
+    def set_video(self, video_id: int, frame: int | None = None) -> None:
+        project = self.session.project
+        video = project.video(video_id)
+        video["frame_paths"] = project.frame_paths(video_id)
+        self.video = video
+        self.frame_numbers = sorted(video["frame_paths"])
+        table = project.instance_table(video_id=video_id)
+        self.boxes_by_frame = {}
+        for i in range(len(table)):
+            x, y, w, h = (float(v) for v in table.boxes[i])
+            self.boxes_by_frame.setdefault(int(table.frame[i]), []).append(
+                (int(table.id[i]), x, y, w, h, int(table.identity[i])))
+        self.model.set_instances(table.id, table.video_id, table.frame, table.identity)
+        self.grid_title.setText(f"Instances of {video['name']} ({len(table):,})")
+        self.frame_title.setText(f"{video['name']} · camera {video['camera']} · {len(self.frame_numbers):,} frames")
+        self.scrubber.blockSignals(True)
+        self.scrubber.setRange(0, max(len(self.frame_numbers) - 1, 0))
+        self.scrubber.setEnabled(bool(self.frame_numbers))
+        self.scrubber.blockSignals(False)
+        self.current_frame = None
+        if self.frame_numbers:
+            self.go_to_frame(frame if frame is not None else self.frame_numbers[0])
+        else:
+            self.canvas.message = "This video has no frames yet."
+            self.canvas.set_frame(None, QSize(1, 1), [])
+
+    def set_dataset(self, dataset_id: int) -> None:
+        project = self.session.project
+        table = project.instance_table(dataset_id=dataset_id)
+        self.model.set_instances(table.id, table.video_id, table.frame, table.identity)
+        name = project.scalar("SELECT name FROM datasets WHERE id = ?", (dataset_id,))
+        self.grid_title.setText(f"Images of {name} ({len(table):,})")
+
+    def go_to_frame(self, frame: int) -> None:
+        if not self.frame_numbers or self.video is None:
+            return
+        index = int(np.searchsorted(self.frame_numbers, frame))
+        index = min(max(index, 0), len(self.frame_numbers) - 1)
+        self.scrubber.blockSignals(True)
+        self.scrubber.setValue(index)
+        self.scrubber.blockSignals(False)
+        self._request(self.frame_numbers[index])
+
+    def step(self, delta: int) -> None:
+        if self.frame_numbers:
+            self.scrubber.setValue(min(max(self.scrubber.value() + delta, 0), len(self.frame_numbers) - 1))
+
+    def _scrubbed(self, index: int) -> None:
+        if 0 <= index < len(self.frame_numbers):
+            self._request(self.frame_numbers[index])
+
+    def _request(self, frame: int) -> None:
+        self.current_frame = frame
+        self.frame_label.setText(f"frame {frame}  ({self.scrubber.value() + 1}/{len(self.frame_numbers)})")
+        self._waiting = True
+        self.decoder.request(self.video, frame)
+
+    def _frame_ready(self, video_id: int, frame: int, image: QImage) -> None:
+        if self.video is None or video_id != self.video["id"] or frame != self.current_frame:
+            return  # a stale answer: the latest request wins
+        self._waiting = False
+        size = QSize(int(self.video["width"] or image.width()), int(self.video["height"] or image.height()))
+        self.canvas.set_frame(image, size, self.boxes_by_frame.get(frame, []), self.highlight)
+
+    def _toggle_play(self, playing: bool) -> None:
+        from idstudio.gui.main_window import icon
+
+        self.play_button.setIcon(icon("pause" if playing else "play"))
+        if playing and self.video is not None:
+            fps = float(self.video.get("fps") or 25.0) / max(int(self.video.get("stride") or 1), 1)
+            self.play_timer.start(int(1000 / min(max(fps, 1.0), 30.0)))
+        else:
+            self.play_timer.stop()
+
+    def _play_tick(self) -> None:
+        if self._waiting:
+            return  # never queue frames faster than they decode
+        if self.scrubber.value() >= len(self.frame_numbers) - 1:
+            self.play_button.setChecked(False)
+            return
+        self.step(1)
+
+    def _box_clicked(self, instance_id: int) -> None:
+        row = self.model.row_of(instance_id)
+        if row is not None:
+            self.grid.setCurrentIndex(self.model.index(row))
+            self.grid.scrollTo(self.model.index(row))
+        self.highlight = {instance_id}
+        self.canvas.highlight = self.highlight
+        self.canvas.update()
+
+    def _grid_activated(self, index: QModelIndex) -> None:
+        row = index.row()
+        vid = int(self.model.videos[row])
+        if vid >= 0:
+            self.show_frame(vid, int(self.model.frames[row]), int(self.model.ids[row]))
+
+    # ---- contract: the Retrieval view opens a source frame here ----------------------------------
+    def show_frame(self, video_id: int, frame: int, instance_id: int | None = None) -> None:
+        self.highlight = {int(instance_id)} if instance_id is not None else set()
+        if self.video is None or self.video["id"] != video_id:
+            self.set_video(video_id, frame)
+        else:
+            self.go_to_frame(frame)
+        if instance_id is not None:
+            row = self.model.row_of(instance_id)
+            if row is not None:
+                self.grid.setCurrentIndex(self.model.index(row))
+                self.grid.scrollTo(self.model.index(row))
+
+    # ---- import --------------------------------------------------------------------------------------
+    def start_import(self, kind: str, params: dict[str, Any] | None = None):
+        """Show the import dialog (unless ``params`` are given) and run the import as a job."""
+        if self.session.project is None:
+            folder = QFileDialog.getExistingDirectory(self, "No project is open: choose a folder for a new project")
+            if not folder:
+                return None
+            self.window().open_project(folder, create=True) if hasattr(self.window(), "open_project") else self.session.open(folder, create=True)
+            if self.session.project is None:
+                return None
+        if params is None:
+            dialog = ImportDialog(kind, self)
+            if dialog.exec() != QDialog.DialogCode.Accepted:
+                return None
+            params = dialog.params()
+        root = self.session.root
+        if kind == "video":
+            args = (_job_video, root, params["path"], params.get("detector", "motion"), params.get("det_file"),
+                    int(params.get("stride", 1)), params.get("camera"))
+            title = f"Import {Path(params['path']).name}"
+        elif kind == "mot":
+            args = (_job_mot, root, params["path"], params.get("boxes", "gt"))
+            title = f"Import {Path(params['path']).name}"
+        elif kind == "market":
+            args = (_job_market, root, params["path"], params.get("name"))
+            title = f"Import {Path(params['path']).name}"
+        else:
+            args = (_job_demo, root, bool(params.get("small", True)))
+            title = "Import demo world"
+        return self.session.start_job(title, *args, changes=("videos", "datasets"))
+
+    def save_settings(self) -> None:
+        QSettings().setValue("data/last_video", self.video["id"] if self.video else None)
+
+    def shutdown(self) -> None:
+        self.play_timer.stop()
+        self.decoder.stop()
+        self.loader.stop()
