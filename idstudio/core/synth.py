@@ -431,7 +431,7 @@ def _smooth_noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.nda
 def _make_background(rng: np.random.Generator, w: int, h: int, horizon: int, style: str) -> np.ndarray:
     img = np.zeros((h, w, 3), np.float32)
     if style == "street":
-        wall = np.array(rng.uniform([60, 70, 90], [170, 180, 200]), np.float32)
+        wall = np.array(rng.uniform([60, 80, 120], [140, 160, 200]), np.float32)  # brick, sandstone
         ground = np.array(rng.uniform([80, 80, 80], [150, 150, 150]), np.float32)
     elif style == "park":
         wall = np.array(rng.uniform([60, 110, 60], [110, 170, 120]), np.float32)
@@ -501,7 +501,8 @@ def _make_camera(rng: np.random.Generator, index: int, cfg: SynthConfig) -> _Cam
     span = hi - lo
     h_near = float(rng.uniform(lo + 0.55 * span, hi))
     h_far = float(max(lo, h_near * rng.uniform(0.5, 0.7)))
-    cast = rng.uniform(0.78, 1.22, 3).astype(np.float32)
+    casts = [(0.85, 1.0, 1.18), (1.18, 1.02, 0.85), (0.9, 1.12, 0.92), (1.1, 0.88, 1.06), (1.0, 1.0, 1.0)]
+    cast = (np.array(casts[index % len(casts)]) * rng.uniform(0.94, 1.06, 3)).astype(np.float32)  # BGR gains
     cast /= cast.mean() / rng.uniform(0.8, 1.15)
     # a lighting gradient across the frame (sunlight, shade)
     gx = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
