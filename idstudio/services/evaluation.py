@@ -1,0 +1,333 @@
+"""Evaluation and retrieval use cases shared by the GUI, the CLI and the trainer.
+
+- ``evaluate_model(project, model, dataset)``: the trainer's per-epoch figures (no caching).
+- ``evaluate(project, checkpoint, dataset, rerank)``: embeddings cached per (checkpoint,
+  dataset), figures stored in the ``evaluations`` table.
+- ``search(...)``: top-k by instance id(s) or by an image file, with each hit marked right /
+  wrong / ignored where identities are known.
+- ``colorhist``: an HSV colour-histogram "model" (no learning) as an honest floor.
+
+Checkpoint references are those of ``services.models.resolve_checkpoint`` plus
+``colorhist``. Cache keys add the checkpoint file's size and modification time, so a
+``best.pt`` rewritten by training is never served from a stale cache.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from idstudio.core import embed as core_embed
+from idstudio.core import evaluate as ev
+from idstudio.core import index as vindex
+from idstudio.core.errors import UserError
+from idstudio.core.jobs import JobContext
+from idstudio.core.model import ModelSpec
+from idstudio.core.store import InstanceTable, Project, to_json
+from idstudio.services import models as model_refs
+
+COLORHIST = "colorhist"
+
+
+# ---- the colour-histogram floor ------------------------------------------------------------
+
+class ColorHistogram(nn.Module):
+    """HSV histograms per horizontal stripe (8 stripes x (16 H + 8 S + 8 V) = 256 bins),
+    square-rooted (Hellinger) and L2-normalised. Takes float RGB in [0, 1] like the models."""
+
+    def __init__(self, stripes: int = 8, bins: tuple[int, int, int] = (16, 8, 8), height: int = 128, width: int = 64):
+        super().__init__()
+        self.stripes = stripes
+        self.bins = bins
+        self.spec = ModelSpec(dim=stripes * sum(bins), height=height, width=width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r, g, b = x[:, 0], x[:, 1], x[:, 2]
+        v, _ = x.max(dim=1)
+        c = v - x.min(dim=1).values
+        s = torch.where(v > 0, c / v.clamp(min=1e-6), torch.zeros_like(v))
+        safe = c.clamp(min=1e-6)
+        h = torch.where(v == r, ((g - b) / safe) % 6, torch.where(v == g, (b - r) / safe + 2, (r - g) / safe + 4))
+        h = torch.where(c > 0, h / 6.0, torch.zeros_like(h))
+        n, height, _ = h.shape
+        stripe = (torch.arange(height, device=x.device) * self.stripes // height).view(1, height, 1).expand_as(h)
+        feats = []
+        offset = 0
+        total = self.stripes * sum(self.bins)
+        for channel, nb in zip((h, s, v), self.bins):
+            idx = (channel.clamp(0, 1 - 1e-6) * nb).long() + stripe * nb
+            hist = torch.zeros(n, self.stripes * nb, device=x.device)
+            hist.scatter_add_(1, idx.reshape(n, -1), torch.ones_like(channel).reshape(n, -1))
+            feats.append(hist.view(n, self.stripes, nb))
+            offset += nb
+        out = torch.cat(feats, dim=2).reshape(n, total)
+        return nn.functional.normalize(out.sqrt(), dim=1)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: nn.Module
+    ref_key: str  # what the evaluations table records ('init', 'runs/x/best.pt', 'colorhist')
+    cache_key: str  # ref_key + a fingerprint of the file
+
+
+def cache_key_for(ref: model_refs.CheckpointRef, model: nn.Module) -> str:
+    if ref.path is None:
+        return f"{ref.key}:{json.dumps(model.spec.to_dict(), sort_keys=True)}"
+    st = Path(ref.path).stat()
+    return f"{ref.key}@{st.st_size}-{st.st_mtime_ns}"
+
+
+def load(project: Project, checkpoint: str | Path | None = None) -> LoadedModel:
+    """The model for a checkpoint reference (run id, file, 'init', 'colorhist', None = latest)."""
+    if checkpoint is not None and str(checkpoint) == COLORHIST:
+        model = ColorHistogram().eval()
+        return LoadedModel(model, COLORHIST, COLORHIST)
+    model, ref = model_refs.load_model(project, checkpoint)
+    return LoadedModel(model, ref.key, cache_key_for(ref, model))
+
+
+# ---- datasets ------------------------------------------------------------------------------
+
+@dataclass
+class Split:
+    dataset: dict[str, Any]
+    query: InstanceTable
+    gallery: InstanceTable
+
+
+def split_of(project: Project, dataset: str | int | None = None) -> Split:
+    d = project.dataset(dataset)
+    parts = project.dataset_split(d["id"])
+    ev.check_split(len(parts["query"]), len(parts["gallery"]), f"Dataset {d['name']!r}")
+    return Split(d, parts["query"], parts["gallery"])
+
+
+def _metrics(split: Split, qf: np.ndarray, gf: np.ndarray, rerank: bool = False, keep_top: int = 0) -> ev.EvalResult:
+    args = (split.query.identity, split.query.camera, split.gallery.identity, split.gallery.camera)
+    if rerank:
+        from idstudio.core.rerank import rerank as rerank_fn
+
+        dist = rerank_fn(np.asarray(qf, np.float32), np.asarray(gf, np.float32))
+        return ev.evaluate_similarity(-dist, *args, keep_top=keep_top)
+    return ev.evaluate_features(qf, gf, *args, keep_top=keep_top)
+
+
+def evaluate_model(project: Project, model: nn.Module, dataset: str | int | None = None,
+                   ctx: JobContext | None = None, flip: bool = False) -> dict[str, Any]:
+    """Rank-1/5/10/20, mAP, mINP, n_queries, n_skipped of ``model`` on a dataset's split.
+
+    The trainer calls this every epoch: nothing is cached or stored, the model's train/eval
+    mode is restored afterwards."""
+    split = split_of(project, dataset)
+    ids = np.concatenate([split.query.id, split.gallery.id])
+    feats = core_embed.embed_instances(project, model, ids, flip=flip, ctx=ctx)
+    nq = len(split.query)
+    return _metrics(split, feats[:nq], feats[nq:]).summary()
+
+
+def dataset_features(project: Project, loaded: LoadedModel, split: Split, flip: bool = False,
+                     ctx: JobContext | None = None, batch_size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """(query, gallery) float16 memmaps from the (checkpoint, dataset) cache."""
+    name = f"dataset-{split.dataset['id']}-{split.dataset['name']}"
+    ids = np.concatenate([split.query.id, split.gallery.id])
+    feats = core_embed.cached_embeddings(project, loaded.model, loaded.cache_key, name, ids, batch_size=batch_size,
+                                         flip=flip, ctx=ctx)
+    nq = len(split.query)
+    return feats[:nq], feats[nq:]
+
+
+def evaluate(project: Project, checkpoint_ref: str | Path | None = None, dataset: str | int | None = None,
+             rerank: bool = False, flip: bool = False, ctx: JobContext | None = None, keep_top: int = 0,
+             store: bool = True) -> dict[str, Any]:
+    """Evaluate a checkpoint on a dataset (embeddings cached); the result row goes to ``evaluations``."""
+    ctx = ctx or JobContext()
+    loaded = load(project, checkpoint_ref)
+    split = split_of(project, dataset)
+    if rerank:
+        from idstudio.core.rerank import check_fits
+
+        check_fits(len(split.query), len(split.gallery))  # refuse before spending time embedding
+    qf, gf = dataset_features(project, loaded, split, flip=flip, ctx=ctx)
+    res = _metrics(split, qf, gf, rerank=rerank, keep_top=keep_top)
+    figures: dict[str, Any] = res.summary()
+    figures.update(checkpoint=loaded.ref_key, dataset=split.dataset["name"], rerank=bool(rerank), flip=bool(flip))
+    if store:
+        with project.transaction():
+            cursor = project.conn.execute(
+                "INSERT INTO evaluations (checkpoint, dataset_id, metrics, created_at) VALUES (?, ?, ?, ?)",
+                (loaded.ref_key, split.dataset["id"], to_json({**figures, "cache_key": loaded.cache_key}), time.time()))
+        figures["evaluation_id"] = int(cursor.lastrowid)
+    ctx.log(f"{split.dataset['name']}: rank1 {figures['rank1']:.3f} mAP {figures['mAP']:.3f} "
+            f"({figures['n_queries']} queries, {figures['n_skipped']} skipped)")
+    return figures
+
+
+def evaluation_details(project: Project, checkpoint_ref: str | Path | None = None, dataset: str | int | None = None,
+                       k: int = 10, rerank: bool = False, flip: bool = False,
+                       ctx: JobContext | None = None) -> tuple[Split, ev.EvalResult, LoadedModel]:
+    """The full result with per-query ranked lists (top ``k`` gallery rows and their status)."""
+    loaded = load(project, checkpoint_ref)
+    split = split_of(project, dataset)
+    qf, gf = dataset_features(project, loaded, split, flip=flip, ctx=ctx)
+    return split, _metrics(split, qf, gf, rerank=rerank, keep_top=k), loaded
+
+
+def evaluations(project: Project, dataset: str | int | None = None) -> list[dict[str, Any]]:
+    rows = project.query("SELECT e.*, d.name AS dataset FROM evaluations e JOIN datasets d ON d.id = e.dataset_id "
+                         "ORDER BY e.id")
+    out = [dict(r, metrics=json.loads(r["metrics"])) for r in rows]
+    if dataset is not None:
+        out = [r for r in out if str(dataset) in (r["dataset"], str(r["dataset_id"]))]
+    return out
+
+
+# ---- indexes and search ----------------------------------------------------------------------
+
+def _gallery_scope(project: Project, dataset: str | int | None) -> tuple[str, InstanceTable, Split | None]:
+    """The searched set: a dataset's gallery, or every video instance when the project has no dataset."""
+    if dataset is None and not project.datasets():
+        table = project.instance_table()
+        if not len(table):
+            raise UserError("This project has no instances to search; import a video or a dataset first.")
+        return "videos", table, None
+    split = split_of(project, dataset)
+    return f"gallery-{split.dataset['id']}-{split.dataset['name']}", split.gallery, split
+
+
+def get_index(project: Project, loaded: LoadedModel, dataset: str | int | None = None, kind: str = "auto",
+              rebuild: bool = False, ctx: JobContext | None = None) -> tuple[vindex.VectorIndex, InstanceTable, Split | None]:
+    """The saved index for (checkpoint, dataset), built (or extended with new instances) as needed.
+
+    An index on disk built with another checkpoint is rebuilt, with a log line saying so."""
+    ctx = ctx or JobContext()
+    name, table, split = _gallery_scope(project, dataset)
+    path = core_embed.cache_folder(project, loaded.cache_key) / f"{name}.{kind}.faiss"
+    feats = core_embed.cached_embeddings(project, loaded.model, loaded.cache_key, name, table.id, ctx=ctx)
+    index = None
+    if path.exists() and not rebuild:
+        try:
+            index = vindex.VectorIndex.load(path, expected_key=loaded.cache_key)
+        except UserError as exc:
+            ctx.log(f"{exc} Rebuilding it.")
+            index = None
+    if index is not None:
+        have = set(index.ids.tolist())
+        new = np.array([i for i, v in enumerate(table.id.tolist()) if v not in have], dtype=np.int64)
+        if len(index) - 0 > len(table) or len(have) + len(new) != len(table):
+            index = None  # instances were removed: rebuild
+        elif len(new):
+            index.add(np.asarray(feats[new], np.float32), table.id[new])
+            index.save(path)
+    if index is None:
+        index = vindex.build_index(np.asarray(feats, np.float32), table.id, loaded.cache_key, name, kind=kind,
+                                   log=ctx.log)
+        index.save(path)
+    return index, table, split
+
+
+def _read_image(path: Path) -> np.ndarray:
+    import cv2
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"The image {path} does not exist; give the path of a JPEG or PNG file.")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise UserError(f"{path} is not an image OpenCV can read; give a JPEG or PNG crop of a person.")
+    return img
+
+
+def embed_image_files(model: nn.Module, paths: Sequence[Path], flip: bool = False) -> np.ndarray:
+    """Embed image files on the fly (not stored in the project)."""
+    import cv2
+
+    from idstudio.core.data import decode_crops_uint8
+
+    jpegs = [cv2.imencode(".png", _read_image(p))[1].tobytes() for p in paths]
+    images = decode_crops_uint8(jpegs, model.spec)
+    with torch.inference_mode():
+        x = images.float().div(255.0)
+        out = model(x)
+        if flip:
+            out = nn.functional.normalize(out + model(x.flip(3)), dim=1)
+    return out.float().numpy()
+
+
+def search(project: Project, checkpoint: str | Path | None = None, instances: Sequence[int] | None = None,
+           image: Path | Sequence[Path] | None = None, k: int = 10, dataset: str | int | None = None,
+           kind: str = "auto", ctx: JobContext | None = None) -> list[dict[str, Any]]:
+    """Top-k gallery hits for each query instance or image file.
+
+    Each result: ``{"query": {...}, "hits": [{"rank", "instance_id", "score", "identity", "camera",
+    "status"}]}``; ``status`` is right / wrong / ignored under the Market protocol where the
+    query's identity is known, else None. A query instance never matches itself."""
+    if (instances is None or not len(instances)) and image is None:
+        raise UserError("Give a query: an instance id (--instance) or an image file (--image).")
+    loaded = load(project, checkpoint)
+    index, table, _ = get_index(project, loaded, dataset, kind=kind, ctx=ctx)
+    queries: list[dict[str, Any]] = []
+    vectors = []
+    if instances is not None and len(instances):
+        qtable = project.instance_table(instance_ids=list(instances))
+        vectors.append(core_embed.embed_instances(project, loaded.model, qtable.id))
+        for i in range(len(qtable)):
+            ident = int(qtable.identity[i])
+            queries.append({"instance_id": int(qtable.id[i]), "identity": ident if ident >= 0 else None,
+                            "camera": qtable.camera[i]})
+    if image is not None:
+        paths = [Path(image)] if isinstance(image, (str, Path)) else [Path(p) for p in image]
+        vectors.append(embed_image_files(loaded.model, paths))
+        queries.extend({"image": str(p), "identity": None, "camera": None} for p in paths)
+    qf = np.concatenate(vectors).astype(np.float32)
+    scores, ids = index.search(qf, k + 1)
+    row_of = {int(v): r for r, v in enumerate(table.id.tolist())}
+    out = []
+    for q, srow, irow in zip(queries, scores, ids):
+        keep = [(s, i) for s, i in zip(srow.tolist(), irow.tolist()) if i >= 0 and i != q.get("instance_id")][:k]
+        rows = np.array([row_of[i] for _, i in keep], dtype=np.int64)
+        status = None
+        if q["identity"] is not None and len(rows):
+            status = ev.hit_status(q["identity"], q["camera"], table.identity[rows], [table.camera[r] for r in rows])
+        hits = []
+        for rank, ((s, i), r) in enumerate(zip(keep, rows), start=1):
+            ident = int(table.identity[r])
+            hits.append({"rank": rank, "instance_id": int(i), "score": float(s),
+                         "identity": ident if ident >= 0 or table.video_id[r] < 0 else None,
+                         "camera": table.camera[r],
+                         "status": None if status is None else ev.STATUS_NAMES[int(status[rank - 1])]})
+        out.append({"query": q, "hits": hits})
+    return out
+
+
+def embed(project: Project, checkpoint: str | Path | None = None, dataset: str | int | None = None,
+          flip: bool = False, index: bool = False, kind: str = "auto", rebuild: bool = False,
+          ctx: JobContext | None = None) -> dict[str, Any]:
+    """Embed a dataset's query+gallery (or every video instance) into the cache; optionally index it."""
+    ctx = ctx or JobContext()
+    loaded = load(project, checkpoint)
+    t0 = time.perf_counter()
+    if dataset is None and not project.datasets():
+        name, table = "videos", project.instance_table()
+        ids = table.id
+    else:
+        split = split_of(project, dataset)
+        name = f"dataset-{split.dataset['id']}-{split.dataset['name']}"
+        ids = np.concatenate([split.query.id, split.gallery.id])
+    feats = core_embed.cached_embeddings(project, loaded.model, loaded.cache_key, name, ids, flip=flip, ctx=ctx,
+                                         refresh=rebuild)
+    out: dict[str, Any] = {"checkpoint": loaded.ref_key, "scope": name, "n": int(len(ids)), "dim": int(feats.shape[1]),
+                           "seconds": round(time.perf_counter() - t0, 2),
+                           "path": str(core_embed.cache_paths(project, loaded.cache_key, name, flip)[0])}
+    if index:
+        idx, _, _ = get_index(project, loaded, dataset, kind=kind, rebuild=rebuild, ctx=ctx)
+        out.update(index_kind=idx.kind, index_size=len(idx), index_recall=idx.params.get("recall"))
+    return out
