@@ -41,13 +41,12 @@ class FileDetector:
         self.rows = read_mot_file(det_file, "det", min_score=min_score)
         if len(self.rows) == 0:
             raise UserError(f"{Path(det_file).name} holds no detections (above the score threshold); nothing to import.")
-        self.index = self.rows.by_frame()
+        table = np.concatenate([self.rows.boxes, self.rows.score[:, None]], axis=1)
+        self.by_frame = {frame: table[rows] for frame, rows in self.rows.by_frame().items()}
+        self.empty = np.zeros((0, 5), dtype=np.float32)
 
     def detect(self, image: np.ndarray, frame_number: int) -> np.ndarray:
-        rows = self.index.get(frame_number)
-        if rows is None:
-            return np.zeros((0, 5), dtype=np.float32)
-        return np.concatenate([self.rows.boxes[rows], self.rows.score[rows, None]], axis=1)
+        return self.by_frame.get(frame_number, self.empty)
 
 
 class MotionDetector:

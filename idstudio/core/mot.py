@@ -7,6 +7,8 @@ ground truth, pedestrians are rows with flag 1 and class 1.
 from __future__ import annotations
 
 import configparser
+import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,31 @@ def read_mot_file(path: Path, kind: str, min_score: float | None = None) -> MotB
     except OSError as exc:
         raise UserError(f"Cannot read {path}: {exc.strerror}.") from None
     need = 9 if kind == "gt" else 6
+    data = _fast_parse(text)
+    if data is None:  # irregular file: the careful parser names the bad line
+        data = _careful_parse(text, path, kind, need)
+    return _select(data, path, kind, min_score)
+
+
+def _fast_parse(text: str) -> np.ndarray | None:
+    """Well-formed files (the common case) in one numpy call; None sends the text to the
+    careful parser, which names the first bad line."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            data = np.loadtxt(io.StringIO(text), delimiter=",", ndmin=2, dtype=np.float64, comments="#")
+    except (ValueError, UserWarning):
+        return None
+    if data.size == 0:
+        return np.zeros((0, 9))
+    if data.shape[1] < 6:
+        return None
+    # Missing trailing columns (score, flag, class, visibility) read as 1, like the careful parser.
+    padding = np.ones((len(data), max(0, 9 - data.shape[1])))
+    return np.concatenate([data, padding], axis=1)[:, :9]
+
+
+def _careful_parse(text: str, path: Path, kind: str, need: int) -> np.ndarray:
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
@@ -60,7 +87,10 @@ def read_mot_file(path: Path, kind: str, min_score: float | None = None) -> MotB
         except ValueError:
             raise UserError(f"{path.name} line {number} has a field that is not a number: {line[:60]!r}. Fix it and import again.") from None
         rows.append(values + [1.0] * (9 - len(values)))
-    data = np.array(rows, dtype=np.float64).reshape(-1, 9)
+    return np.array(rows, dtype=np.float64).reshape(-1, 9)
+
+
+def _select(data: np.ndarray, path: Path, kind: str, min_score: float | None) -> MotBoxes:
     if kind == "gt":
         # Pedestrians only: flag (col 6) 1 and class (col 7) 1. 6-column gt has neither: keep all.
         data = data[(data[:, 6] == 1) & (data[:, 7] == 1)]

@@ -10,6 +10,7 @@ command resumes.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,6 +46,10 @@ def encode_crop(image: np.ndarray, box: np.ndarray) -> bytes:
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return buffer.tobytes()
+
+
+def _encode_all(image: np.ndarray, boxes: np.ndarray) -> list[bytes]:
+    return [encode_crop(image, box) for box in boxes]
 
 
 def _gt_boxes_for(gt: MotBoxes) -> BoxesFor:
@@ -104,15 +109,18 @@ def _ingest(project: Project, source, kind: str, detector_name: str, box_source:
     estimate = _frame_estimate(source)
     frames_in_batch: list[tuple[int, str | None]] = []
     rows: list[dict[str, Any]] = []
-    crops: list[bytes] = []
+    encoded: list[Future] = []  # one future per frame: that frame's crops as JPEG
     added_frames = added_instances = clipped_out = 0
     last_number = start_after
+    # OpenCV releases the GIL while encoding, so this overlaps decoding and the Python work.
+    encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpeg")
 
     def flush() -> None:
-        nonlocal frames_in_batch, rows, crops
+        nonlocal frames_in_batch, rows, encoded
         if frames_in_batch:
+            crops = [jpeg for future in encoded for jpeg in future.result()]
             project.add_frames_and_instances(video_id, frames_in_batch, rows, crops, last_frame=last_number)
-        frames_in_batch, rows, crops = [], [], []
+        frames_in_batch, rows, encoded = [], [], []
 
     project.update_video(video_id, error=None)
     try:
@@ -120,11 +128,12 @@ def _ingest(project: Project, source, kind: str, detector_name: str, box_source:
             boxes, scores, ids = boxes_for(frame.number, frame.image)
             boxes, keep = clip_boxes(boxes, source.width, source.height)
             clipped_out += int((~keep).sum())
-            for box, score, ident in zip(boxes[keep], scores[keep], ids[keep]):
-                rows.append({"frame": frame.number, "x": float(box[0]), "y": float(box[1]), "w": float(box[2]),
-                             "h": float(box[3]), "score": float(score), "source": box_source,
-                             "identity": int(ident) if ident >= 0 else None, "camera": camera})
-                crops.append(encode_crop(frame.image, box))
+            kept = boxes[keep]
+            for box, score, ident in zip(kept.tolist(), scores[keep].tolist(), ids[keep].tolist()):
+                rows.append({"frame": frame.number, "x": box[0], "y": box[1], "w": box[2], "h": box[3],
+                             "score": score, "source": box_source,
+                             "identity": ident if ident >= 0 else None, "camera": camera})
+            encoded.append(encoder.submit(_encode_all, frame.image, kept))
             frames_in_batch.append((frame.number, frame.path))
             last_number = frame.number
             added_frames += 1
@@ -141,6 +150,8 @@ def _ingest(project: Project, source, kind: str, detector_name: str, box_source:
         flush()
         project.update_video(video_id, error=str(exc))
         raise
+    finally:
+        encoder.shutdown(wait=True)
     total_frames = project.count("frames", "video_id = ?", (video_id,))
     project.update_video(video_id, status="complete", n_frames=last_number if kind == "video" else total_frames)
     ctx.progress(added_frames, added_frames, source.path.name)
