@@ -267,8 +267,9 @@ class ConfigForm(QWidget):
 
     def presets(self) -> dict[str, dict[str, Any]]:
         """Built-in presets first, then the user's ("Default" is the dataclass defaults)."""
-        out: dict[str, dict[str, Any]] = {"Default": {}}
-        out.update(self.builtin_presets())
+        builtin = self.builtin_presets()
+        out: dict[str, dict[str, Any]] = {} if "Default" in builtin else {"Default": {}}
+        out.update(builtin)
         out.update(self.user_presets())
         return out
 
