@@ -1,0 +1,87 @@
+"""Embedding bench: the real pipeline (stored JPEG crops -> background decode -> forward) over
+the bare forward pass of the same model and batches on in-memory tensors.
+
+Crops are realistic: person-like random textures 160-256 px high, stored as JPEG (quality 90)
+in a temporary project's crop store, as ingest stores them. Last line: one JSON object with
+"ratio" (goal >= 0.85).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from idstudio.core.data import decode_crops_uint8  # noqa: E402
+from idstudio.core.embed import embed_instances  # noqa: E402
+from idstudio.core.model import ModelSpec, build_model  # noqa: E402
+from idstudio.core.store import Project  # noqa: E402
+
+
+def make_crops(n: int, seed: int = 0) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        h = int(rng.integers(160, 257))
+        w = int(h * rng.uniform(0.35, 0.5))
+        base = rng.integers(0, 255, (8, 4, 3), dtype=np.uint8)
+        img = cv2.resize(base, (w, h), interpolation=cv2.INTER_CUBIC)
+        img = cv2.add(img, rng.integers(0, 30, img.shape, dtype=np.uint8))
+        out.append(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--arch", default="resnet18")
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    spec = ModelSpec(arch=args.arch)
+    model, _ = build_model(spec, weights="none")
+    model.eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Project.create(Path(tmp) / "p")
+        jpegs = make_crops(args.n)
+        rows = [{"x": 0.0, "y": 0.0, "w": 1.0, "h": 1.0, "source": "gallery"} for _ in jpegs]
+        ids = project.add_frames_and_instances(None, [], rows, jpegs)
+        tensors = [decode_crops_uint8(jpegs[s:s + args.batch], spec).float().div(255.0)
+                   for s in range(0, args.n, args.batch)]
+        with torch.inference_mode():
+            model(tensors[0][:8])  # warm-up
+
+        def bare() -> float:
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                for x in tensors:
+                    model(x)
+            return time.perf_counter() - t0
+
+        def pipeline() -> float:
+            t0 = time.perf_counter()
+            embed_instances(project, model, ids, batch_size=args.batch)
+            return time.perf_counter() - t0
+
+        t_bare, t_pipe = [], []
+        for _ in range(args.repeats):  # interleaved, best of: the machine is shared
+            t_bare.append(bare())
+            t_pipe.append(pipeline())
+        project.close()
+    b, p = min(t_bare), min(t_pipe)
+    result = {"ratio": round(b / p, 3), "bare_img_s": round(args.n / b, 1), "pipeline_img_s": round(args.n / p, 1),
+              "n": args.n, "batch": args.batch, "arch": args.arch, "threads": torch.get_num_threads()}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
