@@ -1,0 +1,736 @@
+"""The Pairs view: mine pairs (a job) and review them, keyboard first.
+
+Every decision is written through ``services.review`` the moment it is made (its own
+committed transaction). Undo and redo go through a ``QUndoStack`` whose commands call
+``review.undo`` / ``review.redo``, which append rows: history is kept, nothing deleted.
+Crops come from the shared :class:`ThumbnailLoader`, source frames from two
+:class:`FrameDecoder` threads (one per side), so a keypress never waits on decoding.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSettings, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QImage, QPainter, QPen, QPixmap, QUndoCommand, QUndoStack
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QStackedWidget,
+    QStyledItemDelegate,
+    QVBoxLayout,
+    QWidget,
+)
+
+from idstudio.gui import shortcuts
+from idstudio.gui.imaging import FrameDecoder, ThumbnailLoader
+from idstudio.gui.views.data import FrameCanvas
+from idstudio.services import review
+
+ORDERS = (("Least reliable first", "reliability"), ("Random (seeded)", "random"), ("By video and frame", "video"))
+FILTERS = (("Undecided", "undecided"), ("All", "all"), ("Accepted", "accept"), ("Rejected", "reject"), ("Decided", "decided"))
+DECISION_COLORS = {"accept": QColor(46, 157, 87), "reject": QColor(209, 69, 59), "none": QColor(200, 207, 215)}
+
+
+def mine_config_class():
+    """``services.training.MineConfig`` where it exists (the form is generated from it)."""
+    try:
+        from idstudio.services import training
+    except ModuleNotFoundError as exc:
+        if exc.name in ("idstudio.services.training",):
+            return None
+        raise
+    return getattr(training, "MineConfig", None)
+
+
+def _job_mine(root, config, ctx):
+    from idstudio.services import training
+
+    return training.mine(root, config, ctx)
+
+
+# ---- undo commands: each calls the service, which appends rows ---------------------------------------
+class ReviewCommand(QUndoCommand):
+    def __init__(self, view: "PairsView", text: str, apply_fn, keys: list[tuple[int, int]], position: int):
+        super().__init__(text)
+        self.view, self.apply_fn, self.keys, self.position = view, apply_fn, keys, position
+        self.action_id: int | None = None
+
+    def redo(self) -> None:
+        project = self.view.session.project
+        if self.action_id is None:
+            self.action_id = self.apply_fn(project)  # the first time: the decision itself
+            self.view.decisions_written(self.keys, None)
+        else:
+            review.redo(project, self.action_id)
+            self.view.decisions_written(self.keys, self.position + 1)
+
+    def undo(self) -> None:
+        review.undo(self.view.session.project, self.action_id)
+        self.view.decisions_written(self.keys, self.position)
+
+
+# ---- the pair card -----------------------------------------------------------------------------------
+class CropLabel(QLabel):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.setMinimumSize(120, 240)
+        self.setStyleSheet("background: #eef2f6; border-radius: 8px;")
+        self._image: QImage | None = None
+
+    def set_image(self, image: QImage | None) -> None:
+        self._image = image
+        self._fit()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        if self._image is None or self._image.isNull():
+            self.setPixmap(QPixmap())
+            return
+        size = self.size() - QSize(12, 12)
+        self.setPixmap(QPixmap.fromImage(self._image).scaled(size, Qt.AspectRatioMode.KeepAspectRatio,
+                                                             Qt.TransformationMode.SmoothTransformation))
+
+
+class PairCard(QWidget):
+    """Both crops large, both source frames with the boxes highlighted, the figures."""
+
+    candidate_clicked = Signal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("Card")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(14, 12, 14, 12)
+        top = QHBoxLayout()
+        self.title = QLabel("No pairs yet", self)
+        self.title.setObjectName("Heading")
+        self.badge = QLabel("undecided", self)
+        self.badge.setObjectName("Badge")
+        top.addWidget(self.title)
+        top.addStretch(1)
+        top.addWidget(self.badge)
+        layout.addLayout(top)
+        self.figures = QLabel("", self)
+        self.figures.setObjectName("Muted")
+        layout.addWidget(self.figures)
+        body = QHBoxLayout()
+        self.crop_a, self.crop_b = CropLabel(self), CropLabel(self)
+        frames = QVBoxLayout()
+        self.frame_a, self.frame_b = FrameCanvas(self), FrameCanvas(self)
+        for canvas in (self.frame_a, self.frame_b):
+            canvas.setMinimumSize(300, 170)
+            canvas.message = ""
+        self.frame_b.box_clicked.connect(self.candidate_clicked)
+        self.caption_a, self.caption_b = QLabel("", self), QLabel("", self)
+        for c in (self.caption_a, self.caption_b):
+            c.setObjectName("Muted")
+        frames.addWidget(self.caption_a)
+        frames.addWidget(self.frame_a, 1)
+        frames.addWidget(self.caption_b)
+        frames.addWidget(self.frame_b, 1)
+        body.addWidget(self.crop_a, 2)
+        body.addWidget(self.crop_b, 2)
+        body.addLayout(frames, 5)
+        layout.addLayout(body, 1)
+        self.hint = QLabel("", self)
+        self.hint.setObjectName("Muted")
+        self.hint.setWordWrap(True)
+        layout.addWidget(self.hint)
+
+    def set_decision(self, decision: str) -> None:
+        self.badge.setText({"none": "undecided", "accept": "accepted", "reject": "rejected"}[decision])
+        self.badge.setProperty("decision", decision)
+        self.badge.style().unpolish(self.badge)
+        self.badge.style().polish(self.badge)
+
+
+# ---- grid mode -----------------------------------------------------------------------------------------
+class PairGridModel(QAbstractListModel):
+    def __init__(self, loader: ThumbnailLoader, parent=None):
+        super().__init__(parent)
+        self.loader = loader
+        self.queue: review.ReviewQueue | None = None
+        loader.loaded.connect(self._loaded)
+
+    def set_queue(self, queue) -> None:
+        self.beginResetModel()
+        self.queue = queue
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() or self.queue is None else len(self.queue)
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid() or self.queue is None:
+            return None
+        row = index.row()
+        if role == Qt.ItemDataRole.UserRole:
+            return (int(self.queue.a[row]), int(self.queue.b[row]), self.queue.decision[row])
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return (f"pair {self.queue.pair_id[row]} · similarity {self.queue.similarity[row]:.3f} · "
+                    f"reliability {self.queue.reliability[row]:.3f} · {self.queue.decision[row]}")
+        return None
+
+    def refresh(self) -> None:
+        if self.rowCount():
+            self.dataChanged.emit(self.index(0), self.index(self.rowCount() - 1))
+
+    def _loaded(self, items) -> None:
+        self.refresh()
+
+
+class PairDelegate(QStyledItemDelegate):
+    TILE = QSize(112, 118)
+
+    def __init__(self, loader: ThumbnailLoader, parent=None):
+        super().__init__(parent)
+        self.loader = loader
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802
+        return self.TILE
+
+    def paint(self, painter: QPainter, option, index) -> None:
+        a, b, decision = index.data(Qt.ItemDataRole.UserRole)
+        rect = option.rect.adjusted(3, 3, -3, -3)
+        selected = bool(option.state & option.state.State_Selected) if hasattr(option.state, "State_Selected") else False
+        from PySide6.QtWidgets import QStyle
+
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        painter.save()
+        painter.fillRect(rect, QColor(214, 228, 251) if selected else QColor(255, 255, 255))
+        half = (rect.width() - 6) // 2
+        for k, iid in enumerate((a, b)):
+            image = self.loader.cache.get(iid)
+            target = QRect(rect.left() + 2 + k * (half + 2), rect.top() + 2, half, rect.height() - 4)
+            if image is None:
+                self.loader.request(iid)
+                painter.fillRect(target, QColor(232, 236, 241))
+            else:
+                scaled = image.scaled(target.size(), Qt.AspectRatioMode.KeepAspectRatio)
+                painter.drawImage(target.left() + (target.width() - scaled.width()) // 2,
+                                  target.top() + (target.height() - scaled.height()) // 2, scaled)
+        painter.setPen(QPen(DECISION_COLORS[decision], 4 if decision != "none" else 1))
+        painter.drawRoundedRect(rect, 4, 4)
+        painter.restore()
+
+
+# ---- the view --------------------------------------------------------------------------------------------
+class PairsView(QWidget):
+    title = "Pairs"
+
+    def __init__(self, session, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.session = session
+        self.queue: review.ReviewQueue | None = None
+        self.position = 0
+        self.relinking = False
+        self.relink_candidates: list[int] = []
+        self.undo_stack = QUndoStack(self)
+        self._videos: dict[int, dict] = {}
+        self._boxes: dict[tuple[int, int], list] = {}
+        self.mine_handle = None
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+        self.loader = ThumbnailLoader(size=QSize(128, 256), parent=self)
+        self.loader.loaded.connect(self._thumbs_loaded)
+        self.loader.start()
+        self.decoders = (FrameDecoder(cache=32, max_width=960, parent=self), FrameDecoder(cache=32, max_width=960, parent=self))
+        for side, dec in enumerate(self.decoders):
+            dec.frame_ready.connect(partial(self._frame_ready, side))
+            dec.start()
+
+        outer = QHBoxLayout(self)
+        outer.setContentsMargins(10, 10, 10, 10)
+        split = QSplitter(Qt.Orientation.Horizontal, self)
+        outer.addWidget(split)
+
+        # left: mining and the queue's order/filters/counts
+        left = QWidget(split)
+        lv = QVBoxLayout(left)
+        lv.setContentsMargins(0, 0, 6, 0)
+        mine_box = QGroupBox("Mining", left)
+        mv = QVBoxLayout(mine_box)
+        self.mine_form = None
+        cls = mine_config_class()
+        if cls is not None:
+            from idstudio.gui.config_form import ConfigForm
+
+            self.mine_form = ConfigForm(cls, mine_box)
+            scroll = QScrollArea(mine_box)
+            scroll.setWidgetResizable(True)
+            scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+            scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+            scroll.setWidget(self.mine_form)
+            scroll.setMinimumHeight(160)
+            mv.addWidget(scroll, 1)
+        else:
+            note = QLabel("Mining becomes available when the training service is installed "
+                          "(services.training.MineConfig).", mine_box)
+            note.setWordWrap(True)
+            note.setObjectName("Muted")
+            mv.addWidget(note)
+        self.mine_button = QPushButton("Mine pairs", mine_box)
+        self.mine_button.setObjectName("Primary")
+        self.mine_button.setEnabled(cls is not None)
+        self.mine_button.clicked.connect(self.start_mining)
+        mv.addWidget(self.mine_button)
+        lv.addWidget(mine_box, 1)
+
+        queue_box = QGroupBox("Review queue", left)
+        qf = QFormLayout(queue_box)
+        self.order_combo = QComboBox(queue_box)
+        for label, _ in ORDERS:
+            self.order_combo.addItem(label)
+        self.filter_combo = QComboBox(queue_box)
+        for label, _ in FILTERS:
+            self.filter_combo.addItem(label)
+        from superqt import QDoubleRangeSlider
+
+        self.reliability_range = QDoubleRangeSlider(Qt.Orientation.Horizontal, queue_box)
+        self.reliability_range.setRange(0.0, 1.0)
+        self.reliability_range.setValue((0.0, 1.0))
+        self.similarity_range = QDoubleRangeSlider(Qt.Orientation.Horizontal, queue_box)
+        self.similarity_range.setRange(-1.0, 1.0)
+        self.similarity_range.setValue((-1.0, 1.0))
+        qf.addRow("Order", self.order_combo)
+        qf.addRow("Show", self.filter_combo)
+        for text, slider in (("Reliability", self.reliability_range), ("Similarity", self.similarity_range)):
+            slider.setSingleStep(0.01)
+            value = QLabel("", queue_box)
+            value.setObjectName("Muted")
+            value.setMinimumWidth(78)
+            show = lambda v, label=value: label.setText(f"{v[0]:.2f} – {v[1]:.2f}")
+            show(slider.value())
+            slider.valueChanged.connect(show)
+            row = QHBoxLayout()
+            row.addWidget(slider, 1)
+            row.addWidget(value)
+            qf.addRow(text, row)
+        self.counts_label = QLabel("", queue_box)
+        self.counts_label.setWordWrap(True)
+        self.progress = QProgressBar(queue_box)
+        self.progress.setFixedHeight(12)
+        self.progress.setTextVisible(False)
+        qf.addRow(self.counts_label)
+        qf.addRow(self.progress)
+        lv.addWidget(queue_box)
+        for combo in (self.order_combo, self.filter_combo):
+            combo.currentIndexChanged.connect(lambda _=0: self.reload())
+            combo.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        for slider in (self.reliability_range, self.similarity_range):
+            slider.valueChanged.connect(lambda _v: self._filter_timer.start())
+        from PySide6.QtCore import QTimer
+
+        self._filter_timer = QTimer(self)
+        self._filter_timer.setSingleShot(True)
+        self._filter_timer.setInterval(250)
+        self._filter_timer.timeout.connect(self.reload)
+
+        # right: toolbar + card/grid
+        right = QWidget(split)
+        rv = QVBoxLayout(right)
+        rv.setContentsMargins(6, 0, 0, 0)
+        bar = QHBoxLayout()
+        from idstudio.gui.main_window import icon
+
+        self.buttons: dict[str, QPushButton] = {}
+        for name, text, icon_name, obj in (("accept", "Accept", "accept", "Accept"), ("reject", "Reject", "reject", "Reject"),
+                                           ("skip", "Skip", "skip", None), ("undo", "Undo", "undo", None),
+                                           ("redo", "Redo", "redo", None), ("relink", "Relink…", "relink", None),
+                                           ("grid", "Grid", "grid", None)):
+            b = QPushButton(icon(icon_name), text, right)
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            if obj:
+                b.setObjectName(obj)
+            self.buttons[name] = b
+            bar.addWidget(b)
+            if name == "skip":
+                bar.addSpacing(16)
+        bar.addStretch(1)
+        self.position_label = QLabel("", right)
+        self.position_label.setObjectName("Muted")
+        bar.addWidget(self.position_label)
+        rv.addLayout(bar)
+        self.pages = QStackedWidget(right)
+        self.card = PairCard(self.pages)
+        self.card.candidate_clicked.connect(self._candidate_clicked)
+        self.pages.addWidget(self.card)
+        grid_page = QWidget(self.pages)
+        gv = QVBoxLayout(grid_page)
+        gv.setContentsMargins(0, 0, 0, 0)
+        grid_bar = QHBoxLayout()
+        self.grid_accept = QPushButton(icon("accept"), "Accept selected", grid_page)
+        self.grid_accept.setObjectName("Accept")
+        self.grid_reject = QPushButton(icon("reject"), "Reject selected", grid_page)
+        self.grid_reject.setObjectName("Reject")
+        self.grid_accept.clicked.connect(lambda: self.decide_selected("accept"))
+        self.grid_reject.clicked.connect(lambda: self.decide_selected("reject"))
+        hint = QLabel("Select many pairs (drag, Shift/Ctrl+click, Ctrl+A), then accept or reject them in one action.", grid_page)
+        hint.setObjectName("Muted")
+        grid_bar.addWidget(self.grid_accept)
+        grid_bar.addWidget(self.grid_reject)
+        grid_bar.addWidget(hint, 1)
+        gv.addLayout(grid_bar)
+        self.grid = QListView(grid_page)
+        self.grid.setViewMode(QListView.ViewMode.IconMode)
+        self.grid.setResizeMode(QListView.ResizeMode.Adjust)
+        self.grid.setMovement(QListView.Movement.Static)
+        self.grid.setUniformItemSizes(True)
+        self.grid.setSelectionMode(QListView.SelectionMode.ExtendedSelection)
+        self.grid_model = PairGridModel(self.loader, self)
+        self.grid.setModel(self.grid_model)
+        self.grid.setItemDelegate(PairDelegate(self.loader, self.grid))
+        self.grid.setGridSize(PairDelegate.TILE + QSize(6, 6))
+        self.grid.doubleClicked.connect(self._grid_open)
+        gv.addWidget(self.grid, 1)
+        self.pages.addWidget(grid_page)
+        rv.addWidget(self.pages, 1)
+
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(1, 1)
+        split.setSizes([380, 1000])
+
+        self.buttons["accept"].clicked.connect(lambda: self.decide_current("accept"))
+        self.buttons["reject"].clicked.connect(lambda: self.decide_current("reject"))
+        self.buttons["skip"].clicked.connect(self.skip)
+        self.buttons["undo"].clicked.connect(self.undo_stack.undo)
+        self.buttons["redo"].clicked.connect(self.undo_stack.redo)
+        self.buttons["relink"].clicked.connect(self.toggle_relink)
+        self.buttons["grid"].clicked.connect(self.toggle_grid)
+        self.undo_stack.canUndoChanged.connect(self.buttons["undo"].setEnabled)
+        self.undo_stack.canRedoChanged.connect(self.buttons["redo"].setEnabled)
+        self.buttons["undo"].setEnabled(False)
+        self.buttons["redo"].setEnabled(False)
+
+        self._actions: list[QAction] = []
+        self._bind_keys()
+        shortcuts.notifier.changed.connect(self._bind_keys)
+        settings = QSettings()
+        self.order_combo.setCurrentIndex(int(settings.value("pairs/order", 0) or 0))
+        self.filter_combo.setCurrentIndex(int(settings.value("pairs/filter", 0) or 0))
+        session.project_opened.connect(self._project_opened)
+        session.project_closed.connect(self._project_opened)
+        session.data_changed.connect(self._data_changed)
+        self.reload()
+
+    # ---- keys ---------------------------------------------------------------------------------------
+    def _bind_keys(self) -> None:
+        for action in self._actions:
+            self.removeAction(action)
+        self._actions = []
+        slots = {"review.accept": lambda: self.decide_current("accept"), "review.reject": lambda: self.decide_current("reject"),
+                 "review.skip": self.skip, "review.back": self.back, "review.undo": self.undo_stack.undo,
+                 "review.redo": self.undo_stack.redo, "review.relink": self.toggle_relink, "review.grid": self.toggle_grid}
+        for name, slot in slots.items():
+            action = QAction(shortcuts.DEFAULTS[name][1], self)
+            action.setShortcuts(shortcuts.keys(name))
+            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            action.triggered.connect(slot)
+            self.addAction(action)
+            self._actions.append(action)
+        for name, button in self.buttons.items():
+            key = {"accept": "review.accept", "reject": "review.reject", "skip": "review.skip", "undo": "review.undo",
+                   "redo": "review.redo", "relink": "review.relink", "grid": "review.grid"}[name]
+            button.setToolTip(f"{shortcuts.DEFAULTS[key][1]} ({shortcuts.describe(key)})")
+        self._update_hint()
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        if self.relinking:
+            if event.key() == Qt.Key.Key_Escape:
+                self.toggle_relink()
+                return
+            digit = event.key() - Qt.Key.Key_1
+            if 0 <= digit < 9 and digit < len(self.relink_candidates):
+                self.relink_to(self.relink_candidates[digit])
+                return
+        super().keyPressEvent(event)
+
+    # ---- loading --------------------------------------------------------------------------------------
+    def _project_opened(self, *_: Any) -> None:
+        self.undo_stack.clear()
+        self._videos.clear()
+        self._boxes.clear()
+        self.loader.set_root(self.session.root)
+        self.reload()
+
+    def _data_changed(self, area: str) -> None:
+        if area in ("pairs", "videos"):
+            self._boxes.clear()
+            self.reload()
+
+    def reload(self) -> None:
+        """Re-run the queue query with the current order and filters (keeps nothing stale)."""
+        self.loader.set_root(self.session.root) if self.loader.root != self.session.root else None
+        project = self.session.project
+        self.relinking = False
+        if project is None:
+            self.queue = None
+        else:
+            order = ORDERS[self.order_combo.currentIndex()][1]
+            decision = FILTERS[self.filter_combo.currentIndex()][1]
+            self.queue = review.review_queue(project, order=order, decision=decision,
+                                             reliability=tuple(self.reliability_range.value()),
+                                             similarity=tuple(self.similarity_range.value()), seed=0)
+        self.position = 0
+        self.grid_model.set_queue(self.queue)
+        self.show_current()
+
+    def _update_counts(self) -> None:
+        if self.queue is None or not self.queue.counts:
+            self.counts_label.setText("No project open." if self.session.project is None else "")
+            self.progress.setValue(0)
+            return
+        c = self.queue.counts
+        decided = c["accept"] + c["reject"]
+        self.counts_label.setText(
+            f"<b>{c['total']:,}</b> pairs in round {self.queue.round_id} · "
+            f"<span style='color:#2e9d57'>{c['accept']:,} accepted</span> · "
+            f"<span style='color:#d1453b'>{c['reject']:,} rejected</span> · {c['undecided']:,} to review"
+            if self.queue.round_id is not None else "No mining round yet: set the parameters and press Mine pairs."
+        )
+        self.progress.setRange(0, max(c["total"], 1))
+        self.progress.setValue(decided)
+
+    # ---- the card ------------------------------------------------------------------------------------------
+    def current(self) -> dict[str, Any] | None:
+        if self.queue is None or not (0 <= self.position < len(self.queue)):
+            return None
+        return self.queue.row(self.position)
+
+    def _video(self, video_id: int) -> dict:
+        if video_id not in self._videos:
+            project = self.session.project
+            video = project.video(video_id)
+            video["frame_paths"] = project.frame_paths(video_id)
+            self._videos[video_id] = video
+        return self._videos[video_id]
+
+    def _frame_boxes(self, video_id: int, frame: int) -> list:
+        key = (video_id, frame)
+        if key not in self._boxes:
+            self._boxes[key] = [(r["id"], r["x"], r["y"], r["w"], r["h"], r["identity"] if r["identity"] is not None else -1)
+                                for r in review.frame_instances(self.session.project, video_id, frame)]
+        return self._boxes[key]
+
+    def show_current(self) -> None:
+        self._update_counts()
+        row = self.current()
+        n = len(self.queue) if self.queue is not None else 0
+        self.position_label.setText(f"{min(self.position + 1, n)} / {n}" if n else "")
+        for name in ("accept", "reject", "skip", "relink"):
+            self.buttons[name].setEnabled(row is not None)
+        card = self.card
+        if row is None:
+            card.title.setText("Nothing to review" if n == 0 else "End of the queue")
+            card.figures.setText("Mine pairs, or change the filters on the left." if n == 0 else
+                                 "Every pair in this list has been seen; change the filters to see more.")
+            card.crop_a.set_image(None)
+            card.crop_b.set_image(None)
+            card.frame_a.set_frame(None, QSize(1, 1), [])
+            card.frame_b.set_frame(None, QSize(1, 1), [])
+            card.caption_a.setText("")
+            card.caption_b.setText("")
+            card.set_decision("none")
+            return
+        card.title.setText(f"Pair {row['pair_id']}: instance {row['a']} ↔ {row['b']}")
+        card.figures.setText(f"similarity {row['similarity']:.3f}   ·   reliability {row['reliability']:.3f}   ·   "
+                             f"gap {row['gap']} frames   ·   video {row['video_id']}")
+        card.set_decision(row["decision"])
+        for label, iid in ((card.crop_a, row["a"]), (card.crop_b, row["b"])):
+            image = self.loader.cache.get(iid)
+            label.set_image(image)
+            if image is None:
+                self.loader.request(iid)
+        video = self._video(row["video_id"])
+        card.caption_a.setText(f"frame {row['frame_a']}")
+        card.caption_b.setText(f"frame {row['frame_b']}" + ("  —  relink: click the right person or press its number"
+                                                              if self.relinking else ""))
+        for side, (frame, iid) in enumerate(((row["frame_a"], row["a"]), (row["frame_b"], row["b"]))):
+            self.decoders[side].request(video, frame)
+        # prefetch the next pairs' crops
+        if self.queue is not None:
+            for k in range(self.position + 1, min(self.position + 4, len(self.queue))):
+                for iid in (int(self.queue.a[k]), int(self.queue.b[k])):
+                    if self.loader.cache.get(iid) is None:
+                        self.loader.request(iid)
+        self._update_hint()
+
+    def _thumbs_loaded(self, items) -> None:
+        row = self.current()
+        if row is None:
+            return
+        for iid, image in items:
+            if iid == row["a"]:
+                self.card.crop_a.set_image(image)
+            elif iid == row["b"]:
+                self.card.crop_b.set_image(image)
+
+    def _frame_ready(self, side: int, video_id: int, frame: int, image: QImage) -> None:
+        row = self.current()
+        if row is None or video_id != row["video_id"] or frame != (row["frame_a"], row["frame_b"])[side]:
+            return
+        video = self._video(video_id)
+        size = QSize(int(video["width"] or image.width()), int(video["height"] or image.height()))
+        boxes = self._frame_boxes(video_id, frame)
+        canvas = (self.card.frame_a, self.card.frame_b)[side]
+        highlight = {row["a"] if side == 0 else row["b"]}
+        if side == 1 and self.relinking:
+            # number the candidates 1..9 by drawing their number as the "identity" label
+            numbered = [(iid, x, y, w, h, -1) for iid, x, y, w, h, _ in boxes]
+            canvas.set_frame(image, size, numbered, highlight)
+            self._draw_numbers(canvas)
+        else:
+            canvas.set_frame(image, size, boxes, highlight)
+
+    def _draw_numbers(self, canvas: FrameCanvas) -> None:
+        canvas.boxes = [(iid, x, y, w, h, k + 1) for k, (iid, x, y, w, h, _) in enumerate(canvas.boxes)]
+        canvas.update()
+
+    def _update_hint(self) -> None:
+        d = shortcuts.describe
+        self.card.hint.setText(
+            f"{d('review.accept')} accept · {d('review.reject')} reject · {d('review.skip')} skip · "
+            f"{d('review.back')} back · {d('review.undo')} undo · {d('review.redo')} redo · "
+            f"{d('review.relink')} relink · {d('review.grid')} grid  (Help ▸ Keyboard shortcuts to change)")
+
+    # ---- decisions ---------------------------------------------------------------------------------------------
+    def decide_current(self, decision: str) -> None:
+        row = self.current()
+        if row is None or self.session.project is None:
+            return
+        if self.relinking:
+            self.toggle_relink()
+        key = (min(row["a"], row["b"]), max(row["a"], row["b"]))
+        fn = lambda project, r=row: review.decide(project, [(r["a"], r["b"])], decision, pair_ids=[r["pair_id"]])
+        self.undo_stack.push(ReviewCommand(self, f"{decision} pair {row['pair_id']}", fn, [key], self.position))
+        self.position += 1
+        self.show_current()
+
+    def decide_selected(self, decision: str) -> int:
+        """Grid mode: one action for every selected pair."""
+        if self.queue is None:
+            return 0
+        rows = sorted({i.row() for i in self.grid.selectionModel().selectedIndexes()})
+        if not rows:
+            return 0
+        pairs = [(int(self.queue.a[r]), int(self.queue.b[r])) for r in rows]
+        keys = [(min(a, b), max(a, b)) for a, b in pairs]
+        ids = [int(self.queue.pair_id[r]) for r in rows]
+        fn = lambda project: review.decide(project, pairs, decision, pair_ids=ids)
+        self.undo_stack.push(ReviewCommand(self, f"{decision} {len(rows)} pairs", fn, keys, self.position))
+        return len(rows)
+
+    def relink_to(self, right_b: int) -> None:
+        row = self.current()
+        if row is None or right_b == row["b"]:
+            self.toggle_relink()
+            return
+        a, wrong = row["a"], row["b"]
+        keys = [(min(a, wrong), max(a, wrong)), (min(a, right_b), max(a, right_b))]
+        fn = lambda project: review.relink(project, a, wrong, right_b)
+        self.relinking = False
+        self.undo_stack.push(ReviewCommand(self, f"relink {a} to {right_b}", fn, keys, self.position))
+        self.position += 1
+        self.show_current()
+
+    def decisions_written(self, keys: list[tuple[int, int]], goto: int | None) -> None:
+        """After a command wrote rows: refresh the touched pairs' decisions and the counts."""
+        if self.queue is None:
+            return
+        project = self.session.project
+        current = review.current_decisions(project)
+        lo, hi = np.minimum(self.queue.a, self.queue.b), np.maximum(self.queue.a, self.queue.b)
+        touched = set(keys)
+        for i in range(len(self.queue)):
+            if (int(lo[i]), int(hi[i])) in touched:
+                self.queue.decision[i] = current.get((int(lo[i]), int(hi[i])), "none")
+        self.queue.counts = review.review_counts(project, self.queue.round_id)
+        if goto is not None:
+            self.position = goto  # undo: back to the undone pair; redo: the pair after it
+        self.grid_model.refresh()
+        self.show_current()
+        self.session.notify("reviews")
+
+    def skip(self) -> None:
+        if self.queue is not None and self.position < len(self.queue):
+            self.position += 1
+            self.show_current()
+
+    def back(self) -> None:
+        if self.position > 0:
+            self.position -= 1
+            self.show_current()
+
+    def toggle_relink(self) -> None:
+        row = self.current()
+        if row is None:
+            self.relinking = False
+            return
+        self.relinking = not self.relinking
+        boxes = self._frame_boxes(row["video_id"], row["frame_b"])
+        self.relink_candidates = [b[0] for b in boxes][:9]
+        self.buttons["relink"].setText("Cancel relink" if self.relinking else "Relink…")
+        self.show_current()
+
+    def _candidate_clicked(self, instance_id: int) -> None:
+        if self.relinking:
+            self.relink_to(instance_id)
+
+    def toggle_grid(self) -> None:
+        grid = self.pages.currentIndex() == 0
+        self.pages.setCurrentIndex(1 if grid else 0)
+        self.buttons["grid"].setText("Card" if grid else "Grid")
+        if not grid:
+            self.show_current()
+
+    def _grid_open(self, index) -> None:
+        self.position = index.row()
+        self.toggle_grid()
+
+    # ---- mining ------------------------------------------------------------------------------------------------
+    def start_mining(self):
+        if self.session.project is None or self.mine_form is None:
+            return None
+        config = self.mine_form.config()
+        self.mine_button.setEnabled(False)
+        handle = self.session.start_job("Mine pairs", _job_mine, self.session.root, config, changes=("pairs",))
+        runner = self.session.runner
+
+        def ended(job_id, *_):
+            if job_id == handle.job_id:
+                self.mine_button.setEnabled(True)
+        for sig in (runner.finished, runner.failed, runner.cancelled):
+            sig.connect(ended)
+        self.mine_handle = handle
+        return handle
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        self.setFocus()
+
+    def save_settings(self) -> None:
+        settings = QSettings()
+        settings.setValue("pairs/order", self.order_combo.currentIndex())
+        settings.setValue("pairs/filter", self.filter_combo.currentIndex())
+
+    def shutdown(self) -> None:
+        self.loader.stop()
+        for dec in self.decoders:
+            dec.stop()
