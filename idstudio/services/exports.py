@@ -47,7 +47,9 @@ def export_onnx(model: torch.nn.Module, out: Path, opset: int = 17) -> Path:
     model.eval()
     kwargs: dict[str, Any] = dict(input_names=["images"], output_names=["embeddings"],
                                   dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}}, opset_version=opset)
-    with torch.no_grad():
+    # The TorchScript-based exporter: the torch.export one needs onnxscript, not a dependency.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         try:
             torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, **kwargs)
         except TypeError:  # older torch without the dynamo switch
