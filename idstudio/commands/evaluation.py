@@ -88,9 +88,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     text = (f"{out['dataset']} / {out['checkpoint']}{' (re-ranked)' if out['rerank'] else ''}: "
             f"Rank-1 {out['rank1']:.1%}  Rank-5 {out['rank5']:.1%}  Rank-10 {out['rank10']:.1%}  "
             f"mAP {out['mAP']:.1%}  mINP {out['mINP']:.1%}  ({out['n_queries']} queries, {out['n_skipped']} skipped)")
-    print_result(args, out, None if args.json else text)
-    if args.json:
-        pass
+    print_result(args, out, text)
     return 0
 
 

@@ -219,10 +219,10 @@ def get_index(project: Project, loaded: LoadedModel, dataset: str | int | None =
             ctx.log(f"{exc} Rebuilding it.")
             index = None
     if index is not None:
-        have = set(index.ids.tolist())
-        new = np.array([i for i, v in enumerate(table.id.tolist()) if v not in have], dtype=np.int64)
-        if len(index) - 0 > len(table) or len(have) + len(new) != len(table):
-            index = None  # instances were removed: rebuild
+        new = np.nonzero(~np.isin(table.id, index.ids))[0]
+        if len(index) + len(new) != len(table) or not np.isin(index.ids, table.id).all():
+            ctx.log("Instances were removed since the index was built; rebuilding it.")
+            index = None
         elif len(new):
             index.add(np.asarray(feats[new], np.float32), table.id[new])
             index.save(path)

@@ -27,8 +27,8 @@ def test_rerank_improves_clustered_retrieval():
     assert dist.shape == (len(qf), len(gf)) and np.isfinite(dist).all()
     rr = ev.evaluate_similarity(-dist, qi, qc, gi, gc)
     assert rr.n_queries == plain.n_queries
-    assert rr.mAP >= plain.mAP - 0.02
-    assert rr.mAP > 0.5
+    # Seeded data: plain mAP 0.70, re-ranked 0.83 (k-reciprocal neighbours pull identities together).
+    assert rr.mAP > plain.mAP + 0.05
 
 
 def test_rerank_refuses_when_memory_would_not_fit():
