@@ -102,6 +102,8 @@ class CropLabel(QLabel):
             self.setPixmap(QPixmap())
             return
         size = self.size() - QSize(12, 12)
+        # at most 2x the crop's own pixels: more only shows blur
+        size = size.boundedTo(QSize(self._image.width() * 2, self._image.height() * 2))
         self.setPixmap(QPixmap.fromImage(self._image).scaled(size, Qt.AspectRatioMode.KeepAspectRatio,
                                                              Qt.TransformationMode.SmoothTransformation))
 
@@ -247,7 +249,7 @@ class PairsView(QWidget):
         self.mine_handle = None
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
-        self.loader = ThumbnailLoader(size=QSize(128, 256), parent=self)
+        self.loader = ThumbnailLoader(size=QSize(160, 320), parent=self)
         self.loader.loaded.connect(self._thumbs_loaded)
         self.loader.start()
         self.decoders = (FrameDecoder(cache=32, max_width=960, parent=self), FrameDecoder(cache=32, max_width=960, parent=self))

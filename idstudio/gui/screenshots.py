@@ -1,0 +1,69 @@
+"""Render each view of a project to PNG: ``python -m idstudio.gui.screenshots OUT_DIR PROJECT``.
+
+The window is 1400x900, each view is shown, given a moment for its worker threads (frames,
+thumbnails) to deliver, then grabbed with ``widget.grab()``. Prints the written paths.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _settle(app, seconds: float) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def render(out_dir: Path, project: Path, size: tuple[int, int] = (1400, 900), settle: float = 2.0) -> list[Path]:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QSettings
+
+    from idstudio.gui.app import make_app
+    from idstudio.gui.main_window import VIEWS, MainWindow
+
+    app = make_app()
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)  # never touch the user's settings
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(Path(out_dir) / ".settings"))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    window = MainWindow()
+    window.resize(*size)
+    window.show()
+    if not window.open_project(project):
+        raise SystemExit(f"error: cannot open {project}: {window.errors[-1] if window.errors else ''}")
+    written = []
+    for module, _cls, _label, _icon in VIEWS:
+        window.show_view(module)
+        _settle(app, settle)
+        path = out_dir / f"{module}.png"
+        window.grab().save(str(path))
+        written.append(path)
+    if hasattr(window.views.get("pairs"), "toggle_grid"):
+        window.show_view("pairs")
+        window.views["pairs"].toggle_grid()
+        _settle(app, settle)
+        path = out_dir / "pairs-grid.png"
+        window.grab().save(str(path))
+        written.append(path)
+        window.views["pairs"].toggle_grid()
+    window.close()
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m idstudio.gui.screenshots OUT_DIR PROJECT", file=sys.stderr)
+        return 2
+    for path in render(Path(argv[0]), Path(argv[1])):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
