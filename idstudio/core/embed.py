@@ -85,6 +85,7 @@ def embed_instances(project: Any, model: torch.nn.Module, instance_ids: Sequence
                     flip: bool = False, ctx: JobContext | None = None) -> np.ndarray:
     """L2-normalised embeddings (n, dim) float32 of the given instances, in the given order."""
     ids = [int(i) for i in instance_ids]
+    model = getattr(model, "module", model)  # DistributedDataParallel / DataParallel: the wrapped model
     spec = model.spec
     was_training = model.training
     model.eval()
@@ -138,6 +139,7 @@ def cached_embeddings(project: Any, model: torch.nn.Module, key: str, name: str,
     Rows already cached under (key, name) are reused; only missing instances are embedded.
     """
     ids = np.asarray([int(i) for i in instance_ids], dtype=np.int64)
+    model = getattr(model, "module", model)
     spec = model.spec
     old = None if refresh else load_cached(project, key, name, flip)
     if old is not None and len(old[0]) == len(ids) and np.array_equal(old[0], ids):

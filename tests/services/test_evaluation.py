@@ -275,3 +275,14 @@ def test_embedding_cache_is_float16_and_incremental(copy_project):
         assert calls == []
         flipped = core_embed.embed_instances(project, model, g.id[:4], flip=True)
         assert np.allclose(np.linalg.norm(flipped, axis=1), 1, atol=1e-5)
+
+
+def test_embedding_unwraps_data_parallel(small_project):
+    from idstudio.core import embed as core_embed
+
+    with Project.open(small_project) as project:
+        ids = project.dataset_split(project.dataset()["id"])["gallery"].id[:6]
+        model = evaluation.ColorHistogram()
+        wrapped = torch.nn.DataParallel(model)  # what a trainer may hand over (DDP has .module too)
+        assert np.array_equal(core_embed.embed_instances(project, wrapped, ids),
+                              core_embed.embed_instances(project, model, ids))
