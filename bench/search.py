@@ -86,6 +86,9 @@ def main() -> None:
     result = run("structured", args.n, args.queries, args.dim, args.k)
     if args.uniform:
         result["uniform"] = run("uniform", args.n, args.queries, args.dim, args.k)
+    import resource
+
+    result["peak_rss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     print(json.dumps(result))
 
 

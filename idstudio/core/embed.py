@@ -38,15 +38,25 @@ def _device(model: torch.nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
+def default_workers() -> int:
+    """Decode threads: all but one core (the forward pass), at least 2, at most 8."""
+    return max(2, min(8, (os.cpu_count() or 2) - 1))
+
+
 def iter_decoded(project: Any, instance_ids: Sequence[int], spec: Any, batch_size: int,
-                 workers: int = 2, prefetch: int = 3) -> Iterator[tuple[int, torch.Tensor]]:
-    """(start, uint8 (n, 3, H, W)) batches, fetched and decoded ahead in background threads."""
+                 workers: int | None = None, prefetch: int | None = None,
+                 pin: bool = False) -> Iterator[tuple[int, torch.Tensor]]:
+    """(start, uint8 (n, 3, H, W)) batches, fetched and decoded ahead in background threads
+    (OpenCV and SQLite release the GIL), in order; ``pin`` pins them for a fast GPU copy."""
     ids = [int(i) for i in instance_ids]
     starts = list(range(0, len(ids), batch_size))
+    workers = workers or default_workers()
+    prefetch = prefetch or workers + 1
 
     def load(start: int) -> tuple[int, torch.Tensor]:
         jpegs = project.crop_jpegs(ids[start:start + batch_size])
-        return start, decode_crops_uint8(jpegs, spec)
+        images = decode_crops_uint8(jpegs, spec)
+        return start, images.pin_memory() if pin else images
 
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="idstudio-decode") as pool:
         pending: queue.SimpleQueue = queue.SimpleQueue()
@@ -95,7 +105,8 @@ def embed_instances(project: Any, model: torch.nn.Module, instance_ids: Sequence
         def write(start: int, feats: np.ndarray) -> None:
             out[start:start + len(feats)] = feats
 
-        forward_batches(model, iter_decoded(project, ids, spec, batch_size), len(ids), write, flip, ctx)
+        pin = _device(model).type == "cuda"
+        forward_batches(model, iter_decoded(project, ids, spec, batch_size, pin=pin), len(ids), write, flip, ctx)
     finally:
         model.train(was_training)
     return out
@@ -168,8 +179,9 @@ def cached_embeddings(project: Any, model: torch.nn.Module, key: str, name: str,
             out[todo[start:start + len(feats)]] = feats.astype(np.float16)
 
         try:
-            forward_batches(model, iter_decoded(project, ids[todo].tolist(), spec, batch_size), len(todo), write,
-                            flip, ctx)
+            pin = _device(model).type == "cuda"
+            forward_batches(model, iter_decoded(project, ids[todo].tolist(), spec, batch_size, pin=pin), len(todo),
+                            write, flip, ctx)
         except BaseException:
             del out
             tmp.unlink(missing_ok=True)
