@@ -78,6 +78,33 @@ def plot_for(name: str) -> str | None:
     return entry[0] if entry else None
 
 
+# Modules the trainer and the miner import lazily. Loading their extension libraries holds
+# the GIL, so a first import inside a job froze the window for 0.5-1 s mid-work (measured with
+# bench/gui_latency.py --diagnose: torchvision.models and scipy.stats). They are imported once
+# in a background thread when the view is built, while the user is still looking at the
+# window; a job started earlier simply waits on the import lock.
+PRELOAD = ("torchvision.models", "scipy.stats", "scipy.optimize", "scipy.sparse.csgraph")
+_preloading: list = []
+
+
+def preload_heavy_modules() -> None:
+    if _preloading:
+        return
+
+    def run() -> None:
+        for name in PRELOAD:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 - a missing optional module is the job's error to report
+                pass
+
+    import threading
+
+    thread = threading.Thread(target=run, name="idstudio-preload", daemon=True)
+    _preloading.append(thread)
+    thread.start()
+
+
 def _training_module():
     return importlib.import_module("idstudio.services.training")
 
@@ -320,6 +347,7 @@ class TrainView(QWidget):
             return
         try:
             training = _training_module()
+            preload_heavy_modules()
             cls = training.TrainConfig
         except (ImportError, AttributeError) as exc:
             label = QLabel(f"Training is not available: {exc}.", self)
