@@ -283,6 +283,7 @@ class MainWindow(QMainWindow):
 
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "&Keyboard shortcuts", self.show_shortcuts, "keyboard", "help.shortcuts")
+        self._action(help_menu, "&Doctor (check the set-up)…", self.show_doctor)
         self._action(help_menu, "&About idstudio", self.show_about)
 
     def _bind_shortcuts(self) -> None:
@@ -366,6 +367,11 @@ class MainWindow(QMainWindow):
     # ---- help ----------------------------------------------------------------------------------
     def show_shortcuts(self) -> None:
         ShortcutsDialog(self).exec()
+
+    def show_doctor(self) -> None:
+        from idstudio.gui.doctor_dialog import show_doctor
+
+        self._doctor_dialog = show_doctor(self)
 
     def show_about(self) -> None:
         from idstudio import __version__

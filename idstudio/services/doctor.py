@@ -93,12 +93,10 @@ def frozen_build() -> dict[str, Any] | None:
     """Build info of the packaged (PyInstaller) app, or None when running from Python."""
     if not getattr(sys, "frozen", False):
         return None
-    info: dict[str, Any] = {"variant": "full"}
-    try:
-        from idstudio import _build  # type: ignore[attr-defined]  # written by packaging/idstudio.spec
-
-        info.update(_build.BUILD)
-    except ImportError:
+    info: dict[str, Any] = {"variant": "gpu"}
+    try:  # written by packaging/idstudio.spec
+        info.update(json.loads((Path(getattr(sys, "_MEIPASS", ".")) / "idstudio_build.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError):
         pass
     return info
 
