@@ -83,7 +83,7 @@ def test_two_checkpoints_side_by_side(qtbot, view):
     _evaluate(qtbot, view, "init", "colorhist")
     a, b = view.results["A"], view.results["B"]
     assert view.grid_b.isVisible() and len(view.grid_b.tiles()) > 0
-    assert view.query_model.columnCount() == 9
+    assert view.query_model.columnCount() == 8
     view.order_box.setCurrentText("Most improved in B")
     first = view.query_proxy.mapToSource(view.query_proxy.index(0, 0)).row()
     moved = [int(x) - int(y) for x, y in zip(a.first_hit, b.first_hit) if x and y]

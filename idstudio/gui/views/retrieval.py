@@ -134,7 +134,7 @@ ORDERS = {
 
 
 class QueryModel(QAbstractTableModel):
-    BASE = ["#", "Query", "ID", "Cam", "AP", "1st hit"]
+    BASE = ["Query", "ID", "Cam", "AP", "1st hit"]
     COMPARE = ["AP B", "1st B", "Moved"]
     SortRole = Qt.ItemDataRole.UserRole + 2
 
@@ -152,7 +152,7 @@ class QueryModel(QAbstractTableModel):
         return self.BASE + (self.COMPARE if self.b is not None else [])
 
     def column_of(self, key: str) -> int:
-        return {"row": 0, "ap": 4, "first_hit": 5, "delta": 8}[key]
+        return {"row": 0, "ap": 3, "first_hit": 4, "delta": 7}[key]
 
     def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802
         return 0 if parent.isValid() or self.a is None else len(self.a.q_ids)
@@ -164,8 +164,7 @@ class QueryModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
             return self.columns()[section]
         if role == Qt.ItemDataRole.ToolTipRole and orientation == Qt.Orientation.Horizontal:
-            tips = {"#": "the query's position in the dataset",
-                    "Query": "instance id of the query image", "ID": "ground-truth identity", "Cam": "camera",
+            tips = {"Query": "instance id of the query image", "ID": "ground-truth identity", "Cam": "camera",
                     "AP": "average precision of this query with A, in % (— : skipped by the protocol)",
                     "1st hit": "rank of A's first correct match",
                     "AP B": "average precision with B, in %", "1st B": "rank of B's first correct match",
@@ -184,8 +183,6 @@ class QueryModel(QAbstractTableModel):
     def value(self, row: int, col: int) -> Any:
         a = self.a
         name = self.columns()[col]
-        if name == "#":
-            return row + 1
         if name == "Query":
             return int(a.q_ids[row])
         if name == "ID":
@@ -446,6 +443,7 @@ class RetrievalView(QWidget):
         v.addWidget(self.summary)
 
         split = QSplitter(Qt.Orientation.Horizontal, self)
+        self.splitter = split
         v.addWidget(split, 1)
 
         # queries
@@ -652,8 +650,19 @@ class RetrievalView(QWidget):
         self.order_box.setCurrentText(current if self.order_box.findText(current) >= 0 else list(ORDERS)[0])
         self.order_box.blockSignals(False)
         self.apply_order(self.order_box.currentText())
+        self._fit_query_table()
         if a is not None and len(a.q_ids):
             self.select_query_row(self._source_row(0))
+
+    def _fit_query_table(self) -> None:
+        """Widen the query panel so every column shows (the grid gives up the space)."""
+        table = self.query_table
+        table.resizeColumnsToContents()
+        wanted = table.horizontalHeader().length() + table.verticalScrollBar().sizeHint().width() + 2 * table.frameWidth() + 4
+        sizes = self.splitter.sizes()
+        if sum(sizes) and sizes[0] < wanted:
+            grow = wanted - sizes[0]
+            self.splitter.setSizes([wanted, max(300, sizes[1] - grow), sizes[2]])
 
     def apply_order(self, name: str) -> None:
         if name not in ORDERS or self.query_model.a is None:

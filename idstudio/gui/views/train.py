@@ -321,7 +321,7 @@ class TrainView(QWidget):
         self.runs.setAlternatingRowColors(True)
         self.runs.setSortingEnabled(False)
         self.runs.currentItemChanged.connect(self._on_run_selected)
-        for col, width in enumerate((150, 80, 55, 75, 60)):
+        for col, width in enumerate((170, 80, 55, 80, 55)):
             self.runs.setColumnWidth(col, width)
         bottom.addWidget(self.runs)
         self.log = QPlainTextEdit(bottom)
