@@ -1,0 +1,775 @@
+"""Mining and training jobs (ISR): ``mine(project_root, config, ctx)``, ``train(project_root, config, ctx)``.
+
+Both are plain job functions shared by the GUI (worker thread) and the CLI; ``train`` also
+runs unchanged under ``torchrun`` (DDP: gloo on CPU, NCCL on GPU). Under DDP every rank
+embeds its shard of the instances, the shards are gathered, every rank mines the same pairs
+(matching is cheap and deterministic) and trains on its share of the batches; rank 0 alone
+writes to the project (rounds, pairs, checkpoints, metrics, evaluation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from idstudio.core import config as cfgmod
+from idstudio.core.config import field
+from idstudio.core.data import CropStore, PairDataset, train_transform
+from idstudio.core.errors import JobCancelled, UserError
+from idstudio.core.jobs import JobContext
+from idstudio.core.losses import reliability_info_nce
+from idstudio.core.mining import MiningParams, MiningResult, mine as mine_pairs
+from idstudio.core.model import EmbeddingModel, ModelSpec, build_model, load_checkpoint, save_checkpoint
+from idstudio.core.store import Project, to_json
+
+
+# ---- configs ----------------------------------------------------------------------------------
+@dataclass
+class MineConfig:
+    checkpoint: str = field("", help="model to embed with: a run id, a .pt file, 'init', or empty for the latest run", group="Model")
+    arch: str = field("resnet18", help="architecture of the random init when no checkpoint exists",
+                      choices=["resnet18", "resnet34", "resnet50"], group="Model")
+    height: int = field(64, help="crop height for the random init", group="Model")
+    width: int = field(32, help="crop width for the random init", group="Model")
+    dim: int = field(256, help="embedding size of the random init", group="Model")
+    weights: str = field("auto", help="start of the init model: auto (cached ImageNet, else random), imagenet, none or a .pth file", group="Model")
+    gaps: list[int] = field([1, 2, 4, 8], help="frame gaps δ between matched frames", group="Mining")
+    min_similarity: float = field(0.0, help="drop matched edges below this cosine similarity", group="Mining")
+    min_reliability: float = field(0.4, help="drop matched edges below this reliability", group="Mining")
+    reliability_rule: str = field("margin", help="how a pair's reliability is computed", choices=["margin", "similarity"], group="Mining")
+    spatial_gate: str = field("auto", help="box-position gate between t and t+δ: auto (on for a model that was not trained), on, off",
+                              choices=["auto", "on", "off"], group="Mining")
+    gate_shift: float = field(0.25, help="gate: max centre shift in box heights (times sqrt δ)", group="Mining")
+    gate_scale: float = field(1.5, help="gate: max ratio of box heights", group="Mining")
+    component_min_reliability: float = field(0.3, help="pseudo-tracklets only follow edges at least this reliable", group="Mining")
+    component_window: int = field(64, help="pseudo-tracklets never span more than this many frames", group="Mining")
+    batch_size: int = field(128, help="images per embedding batch", group="Hardware")
+    device: str = field("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps", group="Hardware")
+
+
+MINE_FIELDS = ("gaps", "min_similarity", "min_reliability", "reliability_rule", "spatial_gate", "gate_shift",
+               "gate_scale", "component_min_reliability", "component_window")
+
+
+@dataclass
+class TrainConfig:
+    arch: str = field("resnet18", help="backbone", choices=["resnet18", "resnet34", "resnet50"], group="Model")
+    dim: int = field(256, help="embedding size", group="Model")
+    height: int = field(64, help="crop height", group="Model")
+    width: int = field(32, help="crop width", group="Model")
+    pooling: str = field("gem", help="global pooling", choices=["gem", "avg"], group="Model")
+    last_stride: int = field(2, help="stride of the last ResNet stage (1: finer map, slower)", choices=[1, 2], group="Model")
+    weights: str = field("auto", help="start: auto (cached ImageNet, else random), imagenet, none or a .pth file", group="Model")
+    init: str = field("", help="start from this idstudio checkpoint or run id instead", group="Model")
+    epochs: int = field(6, help="training epochs", group="Training")
+    steps_per_epoch: int = field(30, help="batches per epoch (0: one pass over the pairs)", group="Training")
+    batch_size: int = field(64, help="pairs per batch (per process under torchrun)", group="Training")
+    optimizer: str = field("adamw", help="optimiser", choices=["adamw", "sgd"], group="Training")
+    lr: float = field(1e-3, help="peak learning rate", group="Training")
+    weight_decay: float = field(5e-4, help="weight decay", group="Training")
+    warmup_steps: int = field(20, help="linear warm-up steps before the cosine decay", group="Training")
+    tau: float = field(0.1, help="InfoNCE temperature", group="Training")
+    augment: float = field(1.0, help="augmentation strength (0: none)", group="Training")
+    remine_every: int = field(3, help="re-mine pairs with the current model every N epochs (0: never)", group="Training")
+    eval_every: int = field(1, help="evaluate on the labelled dataset every N epochs (0: only at the end)", group="Training")
+    dataset: str = field("", help="labelled dataset to evaluate on (empty: the first one, if any)", group="Training")
+    max_minutes: float = field(0.0, help="stop cleanly after this many minutes (0: no limit)", group="Training")
+    seed: int = field(0, help="random seed", group="Training")
+    gaps: list[int] = field([1, 2, 4, 8], help="frame gaps δ between matched frames", group="Mining")
+    min_similarity: float = field(0.0, help="drop matched edges below this cosine similarity", group="Mining")
+    min_reliability: float = field(0.4, help="drop matched edges below this reliability", group="Mining")
+    reliability_rule: str = field("margin", help="how a pair's reliability is computed", choices=["margin", "similarity"], group="Mining")
+    spatial_gate: str = field("auto", help="box-position gate: auto (first round from an untrained model), on, off",
+                              choices=["auto", "on", "off"], group="Mining")
+    gate_shift: float = field(0.25, help="gate: max centre shift in box heights (times sqrt δ)", group="Mining")
+    gate_scale: float = field(1.5, help="gate: max ratio of box heights", group="Mining")
+    component_min_reliability: float = field(0.3, help="pseudo-tracklets only follow edges at least this reliable", group="Mining")
+    component_window: int = field(64, help="pseudo-tracklets never span more than this many frames", group="Mining")
+    device: str = field("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps", group="Hardware")
+    workers: int = field(-1, help="DataLoader worker processes (-1: auto; 0 on CPU)", group="Hardware")
+    amp: bool = field(True, help="mixed precision and channels-last on CUDA", group="Hardware")
+
+    def spec(self) -> ModelSpec:
+        return ModelSpec(self.arch, self.dim, self.height, self.width, self.pooling, int(self.last_stride))
+
+
+def mining_params(cfg: Any, gate: bool) -> MiningParams:
+    return MiningParams(gaps=[int(g) for g in cfg.gaps], min_similarity=cfg.min_similarity,
+                        min_reliability=cfg.min_reliability, reliability_rule=cfg.reliability_rule,
+                        spatial_gate=gate, gate_shift=cfg.gate_shift, gate_scale=cfg.gate_scale,
+                        component_min_reliability=cfg.component_min_reliability,
+                        component_window=cfg.component_window)
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) if _world() > 1 else 0)
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("CUDA was asked for but no CUDA GPU is available to PyTorch; use --device cpu or auto.")
+    if name == "cuda" and _world() > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device(name)
+
+
+def _world() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _dist() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _open(project_root: Path | Project) -> Project:
+    return project_root if isinstance(project_root, Project) else Project.open(project_root)
+
+
+def _instances(project: Project):
+    table = project.instance_table()
+    if len(table) == 0:
+        raise UserError("This project has no instances from videos to mine; import a video first (`idstudio import-video` or `import-mot`).")
+    return table
+
+
+@torch.inference_mode()
+def embed_store(model: EmbeddingModel, crops: CropStore, device: torch.device, batch_size: int = 128,
+                ctx: JobContext | None = None, rows: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Embeddings of the store's crops (all or ``rows``); returns (emb, seconds in forward)."""
+    was_training = model.training
+    model.eval()
+    rows = np.arange(len(crops.ids)) if rows is None else rows
+    out = np.zeros((len(rows), model.spec.dim), dtype=np.float32)
+    fwd = 0.0
+    for start in range(0, len(rows), batch_size):
+        if ctx is not None:
+            ctx.check_cancelled()
+        idx = rows[start:start + batch_size]
+        x = crops.images[torch.from_numpy(idx)].to(device, non_blocking=True).float().div_(255.0)
+        t0 = time.perf_counter()
+        y = model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        fwd += time.perf_counter() - t0
+        out[start:start + len(idx)] = y.float().cpu().numpy()
+        if ctx is not None:
+            ctx.progress(start + len(idx), len(rows), "embedding")
+    model.train(was_training)
+    return out, fwd
+
+
+def embed_sharded(model: EmbeddingModel, crops: CropStore, device: torch.device, batch_size: int,
+                  ctx: JobContext | None) -> tuple[np.ndarray, float]:
+    """Each rank embeds a contiguous shard; shards are all-gathered (identical result on all ranks)."""
+    rank, world = _dist()
+    n = len(crops.ids)
+    if world == 1:
+        return embed_store(model, crops, device, batch_size, ctx)
+    bounds = np.linspace(0, n, world + 1).astype(int)
+    mine_rows = np.arange(bounds[rank], bounds[rank + 1])
+    emb, fwd = embed_store(model, crops, device, batch_size, ctx if rank == 0 else None, mine_rows)
+    shards: list[Any] = [None] * world
+    torch.distributed.all_gather_object(shards, emb)
+    return np.concatenate(shards), fwd
+
+
+def store_round(project: Project, result: MiningResult, params: dict[str, Any], checkpoint: str,
+                run_id: str | None = None) -> int:
+    """One mining round and its pairs, in one transaction."""
+    stats = result.stats
+    with project.transaction():
+        cursor = project.conn.execute(
+            "INSERT INTO mining_rounds (run_id, checkpoint, params, n_pairs, precision, recall, largest_component_share, stats, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, checkpoint, to_json(params), len(result), stats.get("precision"), stats.get("recall"),
+             stats.get("largest_component_share"), to_json(stats), time.time()))
+        round_id = int(cursor.lastrowid)
+        project.conn.executemany(
+            "INSERT INTO pairs (round_id, a, b, gap, similarity, reliability, component) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            zip([round_id] * len(result), result.a.tolist(), result.b.tolist(), result.gap.tolist(),
+                result.similarity.astype(float).tolist(), result.reliability.astype(float).tolist(),
+                result.component.tolist()))
+    return round_id
+
+
+def _decisions(project: Project) -> dict[tuple[int, int], str]:
+    try:
+        from idstudio.services.review import current_decisions
+    except ImportError:
+        return {}
+    try:
+        return current_decisions(project)
+    except Exception:  # noqa: BLE001 - a review store problem must not stop mining
+        return {}
+
+
+def apply_reviews(a: np.ndarray, b: np.ndarray, rel: np.ndarray, comp: np.ndarray,
+                  decisions: dict[tuple[int, int], str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Human decisions override mining: accepted -> reliability 1 (added if not mined),
+    rejected -> never a positive, kept as an explicit negative row. Returns a, b, weight,
+    component, positive."""
+    positive = np.ones(len(a), dtype=bool)
+    rel = rel.astype(np.float32).copy()
+    if not decisions:
+        return a, b, rel, comp, positive
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    index = {(int(x), int(y)): i for i, (x, y) in enumerate(zip(lo, hi))}
+    extra_a, extra_b, extra_pos = [], [], []
+    for (x, y), decision in decisions.items():
+        i = index.get((x, y))
+        if i is not None:
+            if decision == "accept":
+                rel[i] = 1.0
+            elif decision == "reject":
+                positive[i] = False
+                rel[i] = 1.0
+                comp[i] = -1
+        else:
+            extra_a.append(x)
+            extra_b.append(y)
+            extra_pos.append(decision == "accept")
+    if extra_a:
+        k = len(extra_a)
+        a = np.concatenate([a, extra_a]).astype(np.int64)
+        b = np.concatenate([b, extra_b]).astype(np.int64)
+        rel = np.concatenate([rel, np.ones(k, np.float32)])
+        comp = np.concatenate([comp, np.full(k, -1)])
+        positive = np.concatenate([positive, np.array(extra_pos, dtype=bool)])
+    return a, b, rel, comp, positive
+
+
+# ---- mining job ---------------------------------------------------------------------------------
+def _gate_on(setting: str, trained: bool) -> bool:
+    return setting == "on" or (setting == "auto" and not trained)
+
+
+def run_mining(project: Project, model: EmbeddingModel, crops: CropStore, table, cfg: Any, gate: bool,
+               checkpoint: str, device: torch.device, run_id: str | None = None, ctx: JobContext | None = None,
+               batch_size: int = 128, store: bool = True) -> tuple[int | None, MiningResult, dict[str, float]]:
+    t0 = time.perf_counter()
+    emb, fwd = embed_sharded(model, crops, device, batch_size, ctx)
+    t1 = time.perf_counter()
+    params = mining_params(cfg, gate)
+    result = mine_pairs(table.id, table.video_id, table.frame, table.boxes, emb, params, identity=table.identity)
+    t2 = time.perf_counter()
+    result.stats.update({"gate": gate, "seconds_embed": t1 - t0, "seconds_forward": fwd, "seconds_match": t2 - t1})
+    round_id = None
+    if store and _dist()[0] == 0:
+        round_id = store_round(project, result, params.to_dict(), checkpoint, run_id)
+    timing = {"embed": t1 - t0, "forward": fwd, "match": t2 - t1, "store": time.perf_counter() - t2}
+    return round_id, result, timing
+
+
+def mine(project_root: Path | Project, config: MineConfig | None = None, ctx: JobContext | None = None) -> dict[str, Any]:
+    """One mining round with the given model; stored with its parameters and checkpoint."""
+    from idstudio.services.models import load_model, resolve_checkpoint
+
+    cfg = config or MineConfig()
+    ctx = ctx or JobContext()
+    project = _open(project_root)
+    table = _instances(project)
+    device = pick_device(cfg.device)
+    ref = resolve_checkpoint(project, cfg.checkpoint or None)
+    if ref.path is None:
+        model, message = build_model(ModelSpec(cfg.arch, cfg.dim, cfg.height, cfg.width, last_stride=2), weights=cfg.weights, seed=0)
+        trained = message.startswith("Start: ImageNet")
+        key = "init" if cfg.weights in ("auto", "none") and not trained else f"init:{cfg.weights}"
+    else:
+        model, _ = load_model(project, ref)
+        message, trained, key = f"Model: {ref.key}.", True, ref.key
+    ctx.log(message)
+    model.to(device).eval()
+    t0 = time.perf_counter()
+    ctx.progress(0, len(table), "decoding crops")
+    crops = CropStore.load(project, table.id, model.spec)
+    decode_s = time.perf_counter() - t0
+    gate = _gate_on(cfg.spatial_gate, trained)
+    round_id, result, timing = run_mining(project, model, crops, table, cfg, gate, key, device, ctx=ctx,
+                                          batch_size=cfg.batch_size)
+    if len(result) == 0:
+        ctx.log("No pairs were mined.")
+    s = result.stats
+    out = {"round_id": round_id, "n_pairs": len(result), "precision": s.get("precision"), "recall": s.get("recall"),
+           "largest_component_share": s.get("largest_component_share"), "n_components": s.get("n_components"),
+           "gate": gate, "checkpoint": key, "instances": len(table),
+           "seconds": round(decode_s + timing["embed"] + timing["match"] + timing["store"], 2), "seconds_decode": round(decode_s, 3),
+           "seconds_forward": round(timing["forward"], 3), "seconds_match": round(timing["match"], 3),
+           "seconds_store": round(timing["store"], 3)}
+    for name in ("precision", "recall", "largest_component_share"):
+        if out[name] is not None:
+            ctx.metric(f"mine/{name}", round_id or 0, out[name])
+    return out
+
+
+# ---- training ---------------------------------------------------------------------------------
+def frame_batches(frame_key: np.ndarray, batch_size: int, rng: np.random.Generator, n_batches: int | None = None) -> list[np.ndarray]:
+    """Pair indices grouped by their earlier frame (same-frame pairs are free negatives of
+    each other), groups in random order, packed into batches of ``batch_size``; cycles
+    through the pairs until ``n_batches`` batches exist (one pass when None)."""
+    order = np.argsort(frame_key, kind="stable")
+    keys = frame_key[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    groups = np.split(order, starts[1:])
+    batches: list[np.ndarray] = []
+    while True:
+        perm = rng.permutation(len(groups))
+        flat = np.concatenate([rng.permutation(groups[g]) for g in perm])
+        full = len(flat) // batch_size
+        for i in range(full):
+            batches.append(flat[i * batch_size:(i + 1) * batch_size])
+            if n_batches is not None and len(batches) >= n_batches:
+                return batches
+        if n_batches is None or full == 0:
+            return batches
+
+
+def lr_lambda(warmup: int, total: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(warmup, 1)
+        progress = (step - warmup) / max(total - warmup, 1)
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return f
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.random.get_rng_state(), "numpy": json.dumps(_np_state()),
+            "python": json.dumps(_py_state())}
+
+
+def _np_state():
+    st = np.random.get_state()
+    return [st[0], st[1].tolist(), int(st[2]), int(st[3]), float(st[4])]
+
+
+def _py_state():
+    v, state, g = random.getstate()
+    return [v, list(state), g]
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.random.set_rng_state(state["torch"])
+    st = json.loads(state["numpy"])
+    np.random.set_state((st[0], np.array(st[1], dtype=np.uint32), st[2], st[3], st[4]))
+    v, s, g = json.loads(state["python"])
+    random.setstate((v, tuple(s), g))
+
+
+def _evaluator(project: Project, dataset: str):
+    """A function model -> metrics dict on the labelled dataset, or None when there is none."""
+    if not project.datasets():
+        return None, None
+    ds = project.dataset(dataset or None)
+    try:
+        from idstudio.services.evaluation import evaluate_model  # the evaluation area's code
+
+        def run(model):
+            return evaluate_model(project, model, ds["name"])
+    except ImportError:
+        from idstudio.core.embed import embed_instances
+        from idstudio.core.evaluate import evaluate_features
+
+        split = project.dataset_split(ds["id"])
+
+        def run(model):
+            q, g = split["query"], split["gallery"]
+            qf = embed_instances(project, model, q.id)
+            gf = embed_instances(project, model, g.id)
+            r = evaluate_features(qf, gf, q.identity, q.camera, g.identity, g.camera)
+            return {"mAP": float(r.mAP), "rank1": float(r.cmc[0])}
+    return run, ds["name"]
+
+
+class _Run:
+    """The run's folder, DB row and checkpoints (rank 0 writes)."""
+
+    def __init__(self, project: Project, run_id: str, writer: bool):
+        self.project = project
+        self.id = run_id
+        self.dir = project.runs_dir / run_id
+        self.writer = writer
+
+    def set(self, **fields: Any) -> None:
+        if not self.writer:
+            return
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self.project.transaction():
+            self.project.conn.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), self.id))
+
+    def checkpoint(self, name: str, model, epoch: int, metrics: dict[str, Any], **extra: Any) -> None:
+        if not self.writer:
+            return
+        path = save_checkpoint(self.dir / f"{name}.pt", model, epoch=epoch, metrics=metrics, **extra)
+        rel = str(path.relative_to(self.project.root))
+        with self.project.transaction():
+            self.project.conn.execute(
+                "INSERT INTO checkpoints (run_id, name, path, epoch, metrics, created_at) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT(run_id, name) DO UPDATE SET path=excluded.path, epoch=excluded.epoch,"
+                " metrics=excluded.metrics, created_at=excluded.created_at",
+                (self.id, name, rel, epoch, to_json(metrics), time.time()))
+
+
+def _broadcast(value: Any) -> Any:
+    rank, world = _dist()
+    if world == 1:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _init_distributed(device: torch.device) -> bool:
+    if _world() <= 1 or torch.distributed.is_initialized():
+        return False
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group(backend=backend)
+    return True
+
+
+def train(project_root: Path | Project, config: TrainConfig | None = None, ctx: JobContext | None = None,
+          resume: str | None = None) -> dict[str, Any]:
+    """Train an embedding from the project's videos (ISR). See the module docstring."""
+    cfg = config or TrainConfig()
+    ctx = ctx or JobContext()
+    project = _open(project_root)
+    device = pick_device(cfg.device)
+    started_dist = _init_distributed(device)
+    rank, world = _dist()
+    try:
+        return _train(project, cfg, ctx, resume, device, rank, world)
+    finally:
+        if started_dist:
+            torch.distributed.destroy_process_group()
+
+
+def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | None, device: torch.device,
+           rank: int, world: int) -> dict[str, Any]:
+    writer = rank == 0
+    table = _instances(project)
+    t_start = time.perf_counter()
+    payload: dict[str, Any] | None = None
+    if resume:
+        run_dir = project.runs_dir / resume
+        if not (run_dir / "last.pt").is_file():
+            raise UserError(f"Run {resume} has no last.pt to resume from; start a new run instead.")
+        saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        saved_cfg = cfgmod.from_dict(TrainConfig, saved)
+        # The saved config wins, except for more epochs / a time budget / hardware.
+        for name in ("epochs", "max_minutes", "device", "workers"):
+            setattr(saved_cfg, name, getattr(cfg, name))
+        cfg = saved_cfg
+        model, payload = load_checkpoint(run_dir / "last.pt", device="cpu", spec=cfg.spec())
+        run_id = resume
+        message = f"Resuming run {run_id} from epoch {payload['epoch']} step {payload.get('step', 0)}."
+    else:
+        if cfg.init:
+            from idstudio.services.models import load_model
+
+            model, ref = load_model(project, cfg.init)
+            if (model.spec.arch, model.spec.dim) != (cfg.arch, cfg.dim):
+                raise UserError(f"Checkpoint {ref.key} is a {model.spec.arch} (dim {model.spec.dim}) but this run asks for "
+                                f"{cfg.arch} (dim {cfg.dim}); set --arch/--dim to match or choose another checkpoint.")
+            message = f"Start: checkpoint {ref.key}."
+        else:
+            model, message = build_model(cfg.spec(), weights=cfg.weights, seed=cfg.seed)
+        run_id = _broadcast(time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6] if writer else None)
+    run = _Run(project, run_id, writer)
+    if writer:
+        run.dir.mkdir(parents=True, exist_ok=True)
+        cfgmod.save(cfg, run.dir / "config.json")
+        ctx.attach_metrics_file(run.dir / "metrics.jsonl")
+        if resume:
+            run.set(status="running", error=None, finished_at=None)
+        else:
+            with project.transaction():
+                project.conn.execute("INSERT INTO runs (id, kind, status, config, device, created_at) VALUES (?, 'train', 'running', ?, ?, ?)",
+                                     (run_id, to_json(cfgmod.to_dict(cfg)), f"{device}" + (f" x{world}" if world > 1 else ""), time.time()))
+    ctx.log(message)
+    ctx.log(f"Run {run_id} on {device}" + (f" ({world} processes)" if world > 1 else "") + ".")
+    trained_start = message.startswith(("Start: ImageNet", "Start: checkpoint")) or resume is not None
+    try:
+        return _train_loop(project, cfg, ctx, run, model, payload, table, device, rank, world, trained_start, t_start)
+    except JobCancelled:
+        if writer:
+            for name in ("last.pt", "best.pt"):
+                (run.dir / name).unlink(missing_ok=True)
+            with project.transaction():
+                project.conn.execute("DELETE FROM checkpoints WHERE run_id = ?", (run_id,))
+            run.set(status="cancelled", finished_at=time.time())
+        raise
+    except torch.cuda.OutOfMemoryError:
+        if writer:
+            run.set(status="failed", error="out of GPU memory", finished_at=time.time())
+        raise UserError(f"Out of GPU memory at batch size {cfg.batch_size}; try --batch-size {max(cfg.batch_size // 2, 2)} "
+                        f"and `--resume {run_id}` (its last checkpoint is kept).") from None
+    except BaseException as exc:
+        if writer:
+            run.set(status="failed", error=str(exc)[:500] or type(exc).__name__, finished_at=time.time())
+        raise
+
+
+def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel, payload, table, device, rank, world,
+                trained_start: bool, t_start: float) -> dict[str, Any]:
+    writer = rank == 0
+    spec = model.spec
+    use_amp = bool(cfg.amp) and device.type == "cuda"
+    model.to(device)
+    if use_amp:
+        model = model.to(memory_format=torch.channels_last)
+    ctx.progress(0, len(table), "decoding crops")
+    crops = CropStore.load(project, table.id, spec)
+    evaluate, dataset_name = _evaluator(project, cfg.dataset) if writer else (None, None)
+
+    def do_eval(step_model) -> dict[str, Any]:
+        if evaluate is None:
+            return {}
+        step_model.eval()
+        with torch.inference_mode():
+            m = evaluate(step_model)
+        step_model.train()
+        return {k: float(v) for k, v in m.items() if isinstance(v, (int, float)) and k in ("mAP", "rank1", "rank5", "mINP")}
+
+    # ---- state ----
+    start_epoch, start_step = 0, 0
+    history: dict[str, Any] = {"mAP_start": None, "best": None, "rounds": []}
+    round_id = None
+    if payload is not None:
+        start_epoch, start_step = int(payload["epoch"]), int(payload.get("step", 0))
+        history = json.loads(payload["history"])
+        round_id = history["rounds"][-1]["round_id"] if history["rounds"] else None
+    elif writer:
+        metrics0 = do_eval(model)
+        history["mAP_start"] = metrics0.get("mAP")
+        for k, v in metrics0.items():
+            ctx.metric(f"eval/{k}", 0, v)
+        if metrics0:
+            ctx.log(f"Untrained model: mAP {metrics0.get('mAP', float('nan')):.3f}")
+    history = _broadcast(history)
+
+    def remine(epoch: int, gate: bool):
+        key = "init" if epoch == 0 and not trained_start else f"runs/{run.id}@epoch{epoch}"
+        rid, result, timing = run_mining(project, model, crops, table, cfg, gate, key, device,
+                                         run_id=run.id, ctx=ctx)
+        rid = _broadcast(rid)
+        s = result.stats
+        entry = {"epoch": epoch, "round_id": rid, "n_pairs": len(result), "precision": s.get("precision"),
+                 "recall": s.get("recall"), "largest_component_share": s.get("largest_component_share"), "gate": gate}
+        history["rounds"].append(entry)
+        for name in ("precision", "recall", "largest_component_share", "n_pairs"):
+            if entry[name] is not None:
+                ctx.metric(f"mine/{name}", epoch, float(entry[name]))
+        ctx.log(f"Mining round {rid} (epoch {epoch}): {len(result)} pairs, precision {entry['precision']}, "
+                f"recall {entry['recall']}, largest component {entry['largest_component_share']:.3f}")
+        return result
+
+    def load_round_pairs(rid: int):
+        rows = project.query("SELECT a, b, reliability, component FROM pairs WHERE round_id = ? ORDER BY id", (rid,))
+        return (np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64),
+                np.array([r[2] for r in rows], np.float32), np.array([r[3] if r[3] is not None else -1 for r in rows], np.int64))
+
+    if round_id is None:
+        result = remine(0, _gate_on(cfg.spatial_gate, trained_start))
+        pairs = (result.a, result.b, result.reliability.astype(np.float32), result.component)
+    else:
+        pairs = _broadcast(load_round_pairs(round_id) if writer else None)
+
+    # ---- model, optimiser, schedule ----
+    if world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    else:
+        ddp = model
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
+    else:
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    decisions = _decisions(project) if writer else {}
+    decisions = _broadcast(decisions)
+
+    def build_data(pairs_now):
+        a, b, rel, comp = pairs_now
+        a, b, rel, comp, pos = apply_reviews(a, b, rel, comp.copy(), decisions)
+        if len(a) == 0:
+            raise UserError("No pairs were mined; lower --min-reliability, add frame gaps (--gaps) or import more video.")
+        if len(a) < cfg.batch_size * world:
+            raise UserError(f"Batch size {cfg.batch_size}{' x ' + str(world) + ' processes' if world > 1 else ''} is larger than the "
+                            f"{len(a)} mined pairs; use --batch-size {max(2, len(a) // world)} or less.")
+        ai, bi = crops.index_of(a), crops.index_of(b)
+        frame_key = table.video_id[ai] * 10_000_000 + table.frame[ai]
+        ds = PairDataset(crops, ai, bi, rel, train_transform(spec, cfg.augment) if cfg.augment > 0 else None)
+        return ds, frame_key, torch.from_numpy(comp), torch.from_numpy(pos)
+
+    data = build_data(pairs)
+    steps_per_epoch = cfg.steps_per_epoch or len(data[0]) // (cfg.batch_size * world)
+    total_steps = max(1, steps_per_epoch * cfg.epochs)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, total_steps))
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    if payload is not None:
+        opt.load_state_dict(payload["optimizer"])
+        sched.load_state_dict(payload["scheduler"])
+        if "scaler" in payload and use_amp:
+            scaler.load_state_dict(payload["scaler"])
+        _set_rng_state(payload["rng"])
+
+    workers = cfg.workers if cfg.workers >= 0 else (min(4, (os.cpu_count() or 2) - 1) if device.type == "cuda" else 0)
+
+    def loader_for(epoch: int):
+        ds, frame_key, comp, pos = data
+        rng = np.random.default_rng([cfg.seed, epoch])
+        batches = frame_batches(frame_key, cfg.batch_size, rng, steps_per_epoch * world)
+        batches = batches[rank::world][start_step:]
+        kw: dict[str, Any] = {}
+        if workers > 0:
+            import multiprocessing as mp
+
+            method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+            kw = {"num_workers": workers, "multiprocessing_context": method, "persistent_workers": False,
+                  "prefetch_factor": 2, "pin_memory": device.type == "cuda"}
+        return batches, torch.utils.data.DataLoader(ds, batch_sampler=batches, **kw)
+
+    def state_extra(epoch: int, step: int) -> dict[str, Any]:
+        extra = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
+                 "step": step, "history": json.dumps(history), "run_id": run.id}
+        if use_amp:
+            extra["scaler"] = scaler.state_dict()
+        return extra
+
+    deadline = t_start + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
+    epoch = start_epoch
+    stopped = False
+    last_metrics: dict[str, Any] = {}
+    global_step = start_epoch * steps_per_epoch + start_step
+    ddp.train()
+    while epoch < cfg.epochs and not stopped:
+        if (cfg.remine_every and epoch > 0 and epoch % cfg.remine_every == 0 and start_step == 0
+                and history["rounds"][-1]["epoch"] != epoch):
+            result = remine(epoch, cfg.spatial_gate == "on")
+            data = build_data((result.a, result.b, result.reliability.astype(np.float32), result.component))
+            ddp.train()
+        batches, loader = loader_for(epoch)
+        comp_all, pos_all = data[2], data[3]
+        t_epoch = time.perf_counter()
+        seen = 0
+        loss_sum = 0.0
+        n_steps = len(batches) + start_step
+        for step, (va, vb, w, idx) in enumerate(loader, start=start_step):
+            if ctx.cancelled:
+                ctx.check_cancelled()
+            va = va.to(device, non_blocking=True)
+            vb = vb.to(device, non_blocking=True)
+            x = torch.cat([va, vb])
+            if use_amp:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, enabled=use_amp):
+                z = ddp(x)
+            za, zb = z[:len(va)], z[len(va):]
+            loss = reliability_info_nce(za, zb, w.to(device), tau=cfg.tau, component=comp_all[idx].to(device),
+                                        positive=pos_all[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            global_step += 1
+            seen += len(va)
+            loss_sum += float(loss.detach())
+            if writer and (step % 5 == 0 or step == n_steps - 1):
+                ctx.metric("train/loss", global_step, float(loss.detach()))
+                ctx.metric("train/lr", global_step, sched.get_last_lr()[0])
+            ctx.progress(step + 1, n_steps, f"epoch {epoch + 1}/{cfg.epochs}")
+            stop_now = ctx.should_stop or (deadline is not None and time.perf_counter() > deadline)
+            stop_now = bool(_broadcast(stop_now))
+            if stop_now:
+                ctx.check_cancelled()
+                stopped = True
+                start_step = step + 1
+                break
+        else:
+            start_step = 0
+        elapsed = time.perf_counter() - t_epoch
+        if writer:
+            ctx.metric("train/pairs_per_s", epoch + 1, seen / max(elapsed, 1e-9))
+            ctx.metric("train/epoch_loss", epoch + 1, loss_sum / max(1, len(batches)))
+        done_epoch = epoch + 1 if not stopped else epoch
+        if writer:
+            is_last = stopped or done_epoch >= cfg.epochs
+            if (cfg.eval_every and done_epoch % cfg.eval_every == 0) or is_last:
+                last_metrics = do_eval(model)
+                for k, v in last_metrics.items():
+                    ctx.metric(f"eval/{k}", done_epoch, v)
+            ckpt_epoch, ckpt_step = (epoch, start_step) if stopped else (done_epoch, 0)
+            run.checkpoint("last", model, ckpt_epoch, last_metrics, **state_extra(ckpt_epoch, ckpt_step))
+            score = last_metrics.get("mAP")
+            if score is None or history["best"] is None or score >= history["best"]:
+                history["best"] = score if score is not None else history["best"]
+                run.checkpoint("best", model, ckpt_epoch, last_metrics)
+            run.set(epochs_done=done_epoch)
+            ctx.log(f"epoch {done_epoch}: loss {loss_sum / max(1, len(batches)):.4f}, {seen / max(elapsed, 1e-9):.1f} pairs/s"
+                    + (f", mAP {last_metrics['mAP']:.3f}" if "mAP" in last_metrics else ""))
+        epoch = done_epoch if not stopped else epoch
+    if world > 1:
+        torch.distributed.barrier()
+    last_round = history["rounds"][-1] if history["rounds"] else {}
+    summary = {"run_id": run.id, "epochs_done": epoch if stopped else min(epoch, cfg.epochs),
+               "status": "stopped" if stopped else "finished", "dataset": dataset_name,
+               "mAP_start": history.get("mAP_start"), "mAP_end": last_metrics.get("mAP") if last_metrics else None,
+               "rank1_end": last_metrics.get("rank1") if last_metrics else None,
+               "precision": last_round.get("precision"), "recall": last_round.get("recall"),
+               "largest_component_share": last_round.get("largest_component_share"),
+               "rounds": history["rounds"], "seconds": round(time.perf_counter() - t_start, 1), "device": str(device),
+               "world_size": world}
+    if writer:
+        run.set(status=summary["status"], summary=to_json(summary), finished_at=time.time())
+    return summary
+
+
+def export_pairs(project_root: Path | Project, out: Path, round_id: int | None = None) -> dict[str, Any]:
+    """CSV of the latest (or given) round: both instances' video, frame and box, similarity,
+    reliability, component and the current review decision."""
+    import csv
+
+    project = _open(project_root)
+    if round_id is None:
+        round_id = project.scalar("SELECT MAX(id) FROM mining_rounds")
+    if round_id is None:
+        raise UserError("This project has no mining round yet; run `idstudio mine PROJECT` first.")
+    rows = project.query(
+        """SELECT p.id, p.a, p.b, p.gap, p.similarity, p.reliability, p.component,
+                  va.name AS video, ia.frame AS frame_a, ia.x AS xa, ia.y AS ya, ia.w AS wa, ia.h AS ha,
+                  ib.frame AS frame_b, ib.x AS xb, ib.y AS yb, ib.w AS wb, ib.h AS hb
+           FROM pairs p JOIN instances ia ON ia.id = p.a JOIN instances ib ON ib.id = p.b
+           LEFT JOIN videos va ON va.id = ia.video_id WHERE p.round_id = ? ORDER BY p.id""", (round_id,))
+    decisions = _decisions(project)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["pair_id", "round_id", "video", "a", "frame_a", "x_a", "y_a", "w_a", "h_a",
+                    "b", "frame_b", "x_b", "y_b", "w_b", "h_b", "gap", "similarity", "reliability", "component", "review"])
+        for r in rows:
+            key = (min(r["a"], r["b"]), max(r["a"], r["b"]))
+            w.writerow([r["id"], round_id, r["video"], r["a"], r["frame_a"], r["xa"], r["ya"], r["wa"], r["ha"],
+                        r["b"], r["frame_b"], r["xb"], r["yb"], r["wb"], r["hb"], r["gap"],
+                        f"{r['similarity']:.6f}", f"{r['reliability']:.6f}", r["component"], decisions.get(key, "")])
+    os.replace(tmp, out)
+    return {"round_id": int(round_id), "pairs": len(rows), "out": str(out)}

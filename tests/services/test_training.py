@@ -1,0 +1,177 @@
+"""Mining and training jobs on the small synthetic project (tiny model, seconds)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from idstudio.core.errors import JobCancelled, UserError
+from idstudio.core.jobs import JobContext, read_events
+from idstudio.core.model import ModelSpec, build_model, save_checkpoint
+from idstudio.core.store import Project
+from idstudio.services import training
+from idstudio.services.training import MineConfig, TrainConfig
+
+TINY = dict(arch="resnet18", dim=32, height=64, width=32, epochs=1, steps_per_epoch=3, batch_size=16,
+            warmup_steps=1, remine_every=0, device="cpu", workers=0)
+
+
+def tiny(**kw) -> TrainConfig:
+    return TrainConfig(**{**TINY, **kw})
+
+
+def test_mine_stores_round_and_exports(copy_project, tmp_path):
+    root = copy_project()
+    result = training.mine(root, MineConfig(dim=32))
+    assert result["n_pairs"] > 100 and result["gate"] is True
+    assert result["precision"] >= 0.9 and 0 < result["recall"] <= 1
+    with Project.open(root) as p:
+        row = p.query("SELECT * FROM mining_rounds WHERE id = ?", (result["round_id"],))[0]
+        assert row["n_pairs"] == result["n_pairs"] == p.count("pairs", "round_id = ?", (result["round_id"],))
+        assert row["checkpoint"] == "init" and json.loads(row["params"])["spatial_gate"] is True
+        a, b = p.query("SELECT a, b FROM pairs LIMIT 1")[0]
+        from idstudio.services import review
+        review.decide(p, [(a, b)], "reject")
+    out = training.export_pairs(root, tmp_path / "pairs.csv")
+    rows = list(csv.DictReader(open(tmp_path / "pairs.csv")))
+    assert len(rows) == out["pairs"] == result["n_pairs"]
+    assert {"video", "frame_a", "x_a", "w_b", "similarity", "reliability", "review"} <= set(rows[0])
+    assert [r["review"] for r in rows if r["review"]] == ["reject"]
+
+
+def test_reviews_override_pairs():
+    a, b = np.array([1, 3]), np.array([2, 4])
+    a2, b2, w, comp, pos = training.apply_reviews(a, b, np.array([0.3, 0.5]), np.array([0, 1]),
+                                                  {(1, 2): "accept", (3, 4): "reject", (7, 9): "accept"})
+    assert list(w) == [1.0, 1.0, 1.0] and list(pos) == [True, False, True]
+    assert list(a2) == [1, 3, 7] and comp[1] == -1
+
+
+@pytest.mark.slow
+def test_train_resume_and_figures(copy_project):
+    root = copy_project()
+    ctx = JobContext()
+    summary = training.train(root, tiny(), ctx)
+    assert summary["status"] == "finished" and summary["epochs_done"] == 1
+    assert summary["mAP_start"] is not None and summary["mAP_end"] is not None
+    assert summary["precision"] >= 0.9
+    run_dir = root / "runs" / summary["run_id"]
+    assert (run_dir / "last.pt").is_file() and (run_dir / "best.pt").is_file() and (run_dir / "config.json").is_file()
+    names = {e.get("name") for e in read_events(run_dir / "metrics.jsonl")}
+    assert {"train/loss", "eval/mAP", "mine/precision"} <= names
+    again = training.train(root, tiny(epochs=2), JobContext(), resume=summary["run_id"])
+    assert again["run_id"] == summary["run_id"] and again["epochs_done"] == 2
+    with Project.open(root) as p:
+        assert p.scalar("SELECT epochs_done FROM runs WHERE id = ?", (summary["run_id"],)) == 2
+        assert p.count("checkpoints", "run_id = ?", (summary["run_id"],)) == 2
+
+
+def _stop_after(n, action):
+    ctx = JobContext()
+    seen = {"n": 0}
+
+    def sink(event):
+        if event["type"] == "progress" and event["message"].startswith("epoch"):
+            seen["n"] += 1
+            if seen["n"] == n:
+                getattr(ctx, action)()
+
+    ctx.add_sink(sink)
+    return ctx
+
+
+@pytest.mark.slow
+def test_stop_mid_epoch_keeps_and_resumes_exactly(copy_project):
+    root = copy_project()
+    summary = training.train(root, tiny(steps_per_epoch=4), _stop_after(2, "request_stop"))
+    assert summary["status"] == "stopped" and summary["epochs_done"] == 0
+    run_dir = root / "runs" / summary["run_id"]
+    payload = torch.load(run_dir / "last.pt", weights_only=True)
+    assert payload["step"] == 2 and payload["epoch"] == 0
+    done = training.train(root, tiny(steps_per_epoch=4), JobContext(), resume=summary["run_id"])
+    assert done["status"] == "finished" and done["epochs_done"] == 1
+
+
+@pytest.mark.slow
+def test_cancel_discards_run(copy_project):
+    root = copy_project()
+    with pytest.raises(JobCancelled):
+        training.train(root, tiny(), _stop_after(1, "cancel"))
+    with Project.open(root) as p:
+        (run_id, status), = p.query("SELECT id, status FROM runs")
+        assert status == "cancelled" and p.count("checkpoints") == 0
+    assert not list((root / "runs" / run_id).glob("*.pt"))
+
+
+@pytest.mark.slow
+def test_crash_mid_epoch_keeps_last_checkpoint(copy_project):
+    root = copy_project()
+    first = training.train(root, tiny(), JobContext())
+    ctx = JobContext()
+
+    def boom(event):
+        if event["type"] == "progress" and event["message"].startswith("epoch 2"):
+            raise KeyboardInterrupt  # a kill mid-epoch
+    ctx.add_sink(boom)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(root, tiny(epochs=2), ctx, resume=first["run_id"])
+    payload = torch.load(root / "runs" / first["run_id"] / "last.pt", weights_only=True)
+    assert payload["epoch"] == 1
+    done = training.train(root, tiny(epochs=2), JobContext(), resume=first["run_id"])
+    assert done["epochs_done"] == 2
+
+
+def test_bad_input(tmp_path, copy_project):
+    empty = tmp_path / "empty"
+    Project.create(empty).close()
+    with pytest.raises(UserError, match="no instances"):
+        training.mine(empty, MineConfig())
+    with pytest.raises(UserError, match="no instances"):
+        training.train(empty, tiny())
+    root = copy_project()
+    with pytest.raises(UserError, match="larger than the"):
+        training.train(root, tiny(batch_size=100000))
+    with pytest.raises(UserError, match="No pairs"):
+        training.train(root, tiny(min_similarity=2.0))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(UserError, match="corrupt"):
+        training.train(root, tiny(init=str(bad)))
+    other, _ = build_model(ModelSpec("resnet34", dim=32, height=64, width=32), weights="none")
+    save_checkpoint(tmp_path / "r34.pt", other)
+    with pytest.raises(UserError, match="resnet34"):
+        training.train(root, tiny(init=str(tmp_path / "r34.pt")))
+    with Project.open(root) as p:
+        assert p.count("instances") > 0  # nothing lost
+
+
+@pytest.mark.slow
+def test_cli_json(copy_project, tmp_path):
+    from idstudio.cli import main
+
+    root = copy_project()
+    assert main(["mine", str(root), "--dim", "32", "--json"]) == 0
+    assert main(["pairs", "export", str(root), "--out", str(tmp_path / "p.csv")]) == 0
+    assert main(["train", str(root), "--dim", "32", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8",
+                 "--remine-every", "0", "--json"]) == 0
+    assert main(["train", str(tmp_path / "nope")]) == 2
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(copy_project):
+    root = copy_project()
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", "-m", "idstudio",
+           "train", str(root), "--dim", "32", "--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "8",
+           "--remine-every", "0", "--device", "cpu", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["world_size"] == 2 and result["epochs_done"] == 1
+    with Project.open(root) as p:
+        assert p.count("mining_rounds") == 1 and p.query("SELECT status FROM runs")[0][0] == "finished"
