@@ -38,7 +38,9 @@ def render(out_dir: Path, project: Path, size: tuple[int, int] = (1400, 900), se
         raise SystemExit(f"error: cannot open {project}: {window.errors[-1] if window.errors else ''}")
     written = []
     for module, _cls, _label, _icon in VIEWS:
-        window.show_view(module)
+        view = window.show_view(module)
+        if hasattr(view, "prepare_screenshot"):  # e.g. Retrieval evaluates the latest run first
+            view.prepare_screenshot(lambda: app.processEvents())
         _settle(app, settle)
         path = out_dir / f"{module}.png"
         window.grab().save(str(path))

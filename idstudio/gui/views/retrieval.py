@@ -528,6 +528,23 @@ class RetrievalView(QWidget):
         split.setSizes([380, 640, 330])
         split.setStretchFactor(1, 1)
 
+    def prepare_screenshot(self, process_events, timeout: float = 300.0) -> None:
+        """For the README pictures: evaluate the first checkpoint (blocking, events pumped)."""
+        import time
+
+        if self.results["A"] is not None or self.dataset_box.count() == 0:
+            return
+        self.quiet_errors = True
+        self.evaluate()
+        end = time.monotonic() + timeout
+        while getattr(self, "_pending", None) and time.monotonic() < end:
+            process_events()
+            time.sleep(0.01)
+        end = time.monotonic() + 10
+        while self.loader.pending() and time.monotonic() < end:
+            process_events()
+            time.sleep(0.01)
+
     # ---- choices --------------------------------------------------------------------------
     def refresh_choices(self) -> None:
         project = getattr(self.session, "project", None)

@@ -321,7 +321,7 @@ class TrainView(QWidget):
         self.runs.setAlternatingRowColors(True)
         self.runs.setSortingEnabled(False)
         self.runs.currentItemChanged.connect(self._on_run_selected)
-        for col, width in enumerate((170, 80, 55, 80, 55)):
+        for col, width in enumerate((150, 72, 50, 72, 45)):
             self.runs.setColumnWidth(col, width)
         bottom.addWidget(self.runs)
         self.log = QPlainTextEdit(bottom)
@@ -331,7 +331,7 @@ class TrainView(QWidget):
         self.log.setPlaceholderText("The selected run's log appears here.")
         self.log.setStyleSheet("font-family: monospace; font-size: 9pt")
         bottom.addWidget(self.log)
-        bottom.setSizes([520, 480])
+        bottom.setSizes([580, 420])
         vsplit.addWidget(bottom)
         vsplit.setSizes([460, 220])
         rv.addWidget(vsplit, 1)
@@ -545,7 +545,7 @@ class TrainView(QWidget):
                 except (ValueError, TypeError):
                     pass
             status = self._status(row)
-            started = time.strftime("%m-%d %H:%M", time.localtime(row["created_at"]))
+            started = time.strftime("%d %b %H:%M", time.localtime(row["created_at"]))
             item = QTreeWidgetItem([row["id"], status, str(row.get("epochs_done") or 0),
                                     f"{100 * best:.1f}" if isinstance(best, (int, float)) else "—",
                                     row.get("device") or "—", started])
@@ -557,6 +557,10 @@ class TrainView(QWidget):
             if row["id"] == current:
                 select = item
         self.runs.blockSignals(False)
+        running = self.handle is not None and self.handle.running
+        if select is None and current is None and not running and self.runs.topLevelItemCount():
+            select = self.runs.topLevelItem(0)  # the latest run, so its plots show on opening
+            current = select.data(0, Qt.ItemDataRole.UserRole)
         if select is not None:
             self.runs.setCurrentItem(select)
             if self.shown_run != current or not self.plots.series:
