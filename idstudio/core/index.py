@@ -4,8 +4,11 @@
 - ``ivf`` (IndexIVFFlat, inner product) above it: k-means cells, ``nprobe`` of them searched.
   When built, its recall@k against exact search is measured on a sample of the stored vectors
   and ``nprobe`` is raised until the recall reaches ``target_recall``, so the speed/recall
-  trade-off is chosen from measurement, not guessed. (HNSW was measured too: on 2 cores it
-  needs ~5 min to build 1M x 256 and was slower than IVF at equal recall, see bench/search.py.)
+  trade-off is chosen from measurement, not guessed. Chosen automatically, an IVF that would
+  need more than 1/8 of its cells falls back to exact search (structureless data).
+  HNSW (M=32) was measured too: 48 s to build 200k x 256 on 2 shared cores (~5 min for 1M)
+  and only ~4x faster than exact at recall 0.93; IVF builds 1M in ~2 min and reaches 0.97
+  at > 40x (bench/search.py).
 
 ``kind="auto"`` picks exact or ivf by size; pass ``kind`` to override. Vectors can be added
 later without a rebuild (IVF assigns them to the existing cells). Each index records the
@@ -175,6 +178,7 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, key: str, dataset: str, ki
     if len(vectors) == 0:
         raise UserError("There are no vectors to index; embed a dataset with images first.")
     n, dim = vectors.shape
+    asked = kind
     kind = choose_kind(n, kind, exact_max)
     if kind == "exact":
         index = faiss.IndexFlatIP(dim)
@@ -197,6 +201,10 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, key: str, dataset: str, ki
     k = min(recall_k, n)
     _, truth_rows = exact_search(vectors, queries, k)
     truth = ids[truth_rows]
+    # Chosen automatically, an IVF that must scan more than 1/8 of its cells is no faster than
+    # exact search (data without low-dimensional structure, e.g. isotropic random vectors):
+    # fall back to exact rather than serve a slow, inaccurate index.
+    cap = nlist if asked == "ivf" else max(1, nlist // 8)
     nprobe, recall = 1, 0.0
     while True:
         index.nprobe = nprobe
@@ -204,9 +212,17 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, key: str, dataset: str, ki
         recall = recall_at_k(truth, found)
         if log:
             log(f"ivf nlist={nlist} nprobe={nprobe}: recall@{k} {recall:.3f}")
-        if recall >= target_recall or nprobe >= nlist:
+        if recall >= target_recall or nprobe >= cap:
             break
-        nprobe = min(nlist, nprobe * 2)
+        nprobe = min(cap, nprobe * 2)
+    if recall < target_recall and asked != "ivf":
+        if log:
+            log(f"ivf reaches only recall@{k} {recall:.3f} at nprobe={nprobe} of {nlist}: using exact search instead")
+        del out, index
+        flat = faiss.IndexFlatIP(dim)
+        flat.add(vectors)
+        return VectorIndex(flat, ids.copy(), key, dataset, "exact",
+                           {"recall": 1.0, "fallback": f"ivf recall {recall:.3f} < {target_recall}"})
     out.params.update(nprobe=nprobe, recall=float(recall), recall_k=k, n_sample=len(sample),
                       target_recall=target_recall)
     return out

@@ -65,3 +65,13 @@ def test_incomplete_index_is_refused(tmp_path):
     (tmp_path / "x.faiss").write_bytes(b"junk")
     with pytest.raises(UserError, match="not a complete idstudio index"):
         vindex.VectorIndex.load(tmp_path / "x.faiss")
+
+
+def test_auto_falls_back_to_exact_when_ivf_cannot_reach_the_target():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3000, 64)).astype(np.float32)  # isotropic: no structure to exploit
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    idx = vindex.build_index(x, np.arange(3000), key="k", dataset="d", kind="auto", exact_max=100, recall_k=50)
+    assert idx.kind == "exact" and "fallback" in idx.params
+    forced = vindex.build_index(x, np.arange(3000), key="k", dataset="d", kind="ivf", recall_k=50)
+    assert forced.kind == "ivf"  # asked for explicitly: kept, with its honest recall
