@@ -76,7 +76,8 @@ def default_spec(project: Project) -> ModelSpec:
         try:
             cfg = json.loads(row[0]["config"])
             return ModelSpec(arch=cfg.get("arch", "resnet18"), dim=int(cfg.get("dim", 256)),
-                             height=int(cfg.get("height", 128)), width=int(cfg.get("width", 64)))
+                             height=int(cfg.get("height", 128)), width=int(cfg.get("width", 64)),
+                             pooling=cfg.get("pooling", "gem"), last_stride=int(cfg.get("last_stride", 1)))
         except (ValueError, TypeError, UserError):
             pass
     return ModelSpec()
