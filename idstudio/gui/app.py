@@ -31,9 +31,25 @@ def apply_style(app) -> None:
         app.setStyleSheet(qss.read_text(encoding="utf-8"))
 
 
+def check_platform() -> None:
+    """Qt aborts the whole process when its platform plugin cannot start (no display, a
+    missing libxcb-cursor0): probe it in a child process first and say what to do."""
+    from PySide6.QtWidgets import QApplication
+
+    from idstudio.core.errors import UserError
+    from idstudio.services.doctor import check_qt
+
+    if QApplication.instance() is not None:
+        return
+    check = check_qt()
+    if not check.details.get("started"):
+        raise UserError(f"The GUI cannot open a window: {check.summary}. {check.fix}".replace("..", "."))
+
+
 def run(project_path: str | Path | None = None) -> int:
     """Open the main window (on ``project_path``, else the last project) and run the event loop."""
     os.environ.setdefault("QT_API", "pyside6")
+    check_platform()
     from PySide6.QtCore import QSettings
 
     from idstudio.gui.main_window import MainWindow
