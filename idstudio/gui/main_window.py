@@ -199,9 +199,17 @@ class MainWindow(QMainWindow):
         self.sidebar.currentRowChanged.connect(self.stack.setCurrentIndex)
 
         self._build_menus()
+        # the project summary is a permanent widget (right): temporary messages (showMessage)
+        # are drawn in the space left of the permanent widgets, so the two never overlap
         self.status_label = QLabel("No project open — File ▸ Open project or Import ▸ Demo world", self)
-        self.status_label.setObjectName("Muted")
-        self.statusBar().addWidget(self.status_label, 1)
+        self.status_label.setObjectName("StatusSummary")
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
+        self.statusBar().addPermanentWidget(self.status_label)
+        self.statusBar().setSizeGripEnabled(False)
+        self._status_timer = QTimer(self)  # coalesces data_changed bursts (one per review keypress)
+        self._status_timer.setSingleShot(True)
+        self._status_timer.setInterval(250)
+        self._status_timer.timeout.connect(self._update_status)
 
         runner = self.session.runner
         runner.started.connect(self._job_started)
@@ -211,7 +219,7 @@ class MainWindow(QMainWindow):
         runner.failed.connect(self._job_failed)
         runner.cancelled.connect(self._job_cancelled)
         self.session.project_opened.connect(self._project_opened)
-        self.session.data_changed.connect(lambda area: self._update_status())
+        self.session.data_changed.connect(lambda area: self._status_timer.start())
         shortcuts.notifier.changed.connect(self._bind_shortcuts)
         self._bind_shortcuts()
         self._restore_settings()
@@ -328,14 +336,18 @@ class MainWindow(QMainWindow):
             return
         try:
             n_videos = project.count("videos")
-            n_instances = project.count("instances")
+            n_instances = project.count("instances", "video_id IS NOT NULL")  # as the Data view counts them
             n_pairs = project.count("pairs")
-            n_reviews = project.scalar("SELECT COUNT(DISTINCT a || ',' || b) FROM reviews") or 0
+            n_reviews = project.scalar(  # pairs with a current decision (undone ones do not count)
+                "SELECT COUNT(*) FROM reviews r JOIN (SELECT MAX(id) AS id FROM reviews GROUP BY a, b) m"
+                " ON m.id = r.id WHERE r.decision != 'none'") or 0
         except Exception:  # noqa: BLE001 - the status line must never break the window
             return
         self.status_label.setText(
-            f"{self.session.root}  ·  {n_videos} videos  ·  {n_instances:,} instances  ·  {n_pairs:,} pairs  ·  {n_reviews:,} reviewed"
+            f"{self.session.root.name}  ·  {n_videos} videos  ·  {n_instances:,} instances  ·  "
+            f"{n_pairs:,} pairs  ·  {n_reviews:,} reviewed"
         )
+        self.status_label.setToolTip(str(self.session.root))
 
     def start_import(self, kind: str) -> None:
         view = self.show_view("data")

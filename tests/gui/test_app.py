@@ -215,6 +215,74 @@ def test_relink_and_grid_mode(qtbot, window, copy_project):
     assert pairs.queue.counts["reject"] == 0
 
 
+def test_review_counts_stay_exact_after_accept_undo_redo_relink(qtbot, window, copy_project):
+    """The counts are updated from each decision (not rebuilt): they must equal a full recount."""
+    from PySide6.QtCore import Qt
+
+    from idstudio.services import review
+
+    root = copy_project()
+    _fake_round(root)
+    window.open_project(root)
+    pairs = window.show_view("pairs")
+    pairs.setFocus()
+    project = window.session.project
+
+    def check():
+        expected = review.review_counts(project, pairs.queue.round_id)
+        assert pairs.queue.counts == expected
+        assert f"{expected['accept']:,} accepted" in pairs.counts_label.text()
+        assert f"{expected['undecided']:,} to review" in pairs.counts_label.text()
+        assert pairs.progress.value() == expected["accept"] + expected["reject"]
+
+    check()
+    for key in (Qt.Key.Key_A, Qt.Key.Key_A, Qt.Key.Key_R):
+        _press(qtbot, pairs, key)
+        check()
+    assert pairs.queue.counts["accept"] == 2 and pairs.queue.counts["reject"] == 1
+    _press(qtbot, pairs, Qt.Key.Key_Backspace)  # back to the rejected pair and accept it: reject -> accept
+    _press(qtbot, pairs, Qt.Key.Key_A)
+    check()
+    assert pairs.queue.counts["accept"] == 3 and pairs.queue.counts["reject"] == 0
+    _press(qtbot, pairs, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo: back to reject
+    check()
+    assert pairs.queue.counts["reject"] == 1
+    _press(qtbot, pairs, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    _press(qtbot, pairs, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    check()
+    assert pairs.queue.counts["accept"] == 1 and pairs.queue.counts["reject"] == 0
+    _press(qtbot, pairs, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
+    check()
+    assert pairs.queue.counts["accept"] == 2
+    # the queue shows the decision of the touched pair
+    assert pairs.queue.decision[1] == "accept"
+    # relink: one pair rejected, one (possibly outside the round) accepted
+    pairs.position = 3
+    pairs.show_current()
+    row = pairs.current()
+    _press(qtbot, pairs, Qt.Key.Key_L)
+    choices = [c for c in pairs.relink_candidates if c != row["b"] and c != row["a"]]
+    assert choices
+    _press(qtbot, pairs, getattr(Qt.Key, f"Key_{pairs.relink_candidates.index(choices[0]) + 1}"))
+    check()
+    _press(qtbot, pairs, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    check()
+    # grid: one action over several pairs, then its undo
+    from PySide6.QtCore import QItemSelectionModel
+
+    _press(qtbot, pairs, Qt.Key.Key_G)
+    for r in range(5):
+        pairs.grid.selectionModel().select(pairs.grid_model.index(r), QItemSelectionModel.SelectionFlag.Select)
+    assert pairs.decide_selected("reject") == 5
+    check()
+    pairs.undo_stack.undo()
+    check()
+    # a reload (full recount) agrees with the incremental figures
+    incremental = dict(pairs.queue.counts)
+    pairs.reload()
+    assert pairs.queue.counts == incremental
+
+
 def _fake_round(root):
     """A mining round without a model: pair each instance with one of the next frame's."""
     from idstudio.core.store import Project

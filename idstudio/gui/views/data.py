@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPointF, QRectF, QSettings, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -213,10 +213,25 @@ class FrameCanvas(QWidget):
         self.highlight: set[int] = set()
         self.message = "Open a project and choose a video"
         self.setMinimumSize(320, 200)
+        self._scaled: QPixmap | None = None  # the frame scaled to the widget, redone only on a new frame or size
+        self._scaled_key: tuple[int, int, int] | None = None
 
     def set_frame(self, image: QImage | None, source_size: QSize, boxes, highlight=()) -> None:
+        if image is None or self.image is None or image.cacheKey() != self.image.cacheKey():
+            self._scaled, self._scaled_key = None, None
         self.image, self.source_size, self.boxes, self.highlight = image, source_size, list(boxes), set(highlight)
         self.update()
+
+    def _scaled_pixmap(self, width: int, height: int) -> QPixmap:
+        dpr = self.devicePixelRatioF()
+        w, h = max(1, round(width * dpr)), max(1, round(height * dpr))
+        key = (self.image.cacheKey(), w, h)
+        if self._scaled_key != key:
+            scaled = self.image.scaled(w, h, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation)
+            self._scaled = QPixmap.fromImage(scaled)
+            self._scaled.setDevicePixelRatio(dpr)
+            self._scaled_key = key
+        return self._scaled
 
     def _geometry(self) -> tuple[float, float, float]:
         sw, sh = max(self.source_size.width(), 1), max(self.source_size.height(), 1)
@@ -231,9 +246,8 @@ class FrameCanvas(QWidget):
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.message)
             return
         scale, ox, oy = self._geometry()
-        target = QRectF(ox, oy, self.source_size.width() * scale, self.source_size.height() * scale)
-        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-        p.drawImage(target, self.image)
+        width, height = round(self.source_size.width() * scale), round(self.source_size.height() * scale)
+        p.drawPixmap(round(ox), round(oy), self._scaled_pixmap(width, height))
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         font = QFont(p.font())
         font.setPointSizeF(8)
@@ -429,7 +443,7 @@ class DataView(QWidget):
         split.addWidget(right)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
-        split.setSizes([360, 1000])
+        split.setSizes([440, 960])  # wide enough for the source names next to their figures
         right.setSizes([520, 300])
 
         self._actions = []
@@ -488,11 +502,12 @@ class DataView(QWidget):
             n = (d["n_query"] or 0) + (d["n_gallery"] or 0) + (d["n_train"] or 0)
             child = QTreeWidgetItem([d["name"], "", f"{n:,}", f"{d['n_query'] or 0} q / {d['n_gallery'] or 0} g"])
             child.setData(0, Qt.ItemDataRole.UserRole, ("dataset", d["id"]))
+            child.setToolTip(0, d["name"])
             datasets_item.addChild(child)
         self.sources.expandAll()
         n_inst = sum(v["n_instances"] for v in videos)
         self.summary.setText(f"{len(videos)} videos · {sum(v['n_frames'] or 0 for v in videos):,} frames · "
-                             f"{n_inst:,} instances · {len(datasets)} labelled datasets")
+                             f"{n_inst:,} instances · {len(datasets)} labelled dataset{'' if len(datasets) == 1 else 's'}")
         if videos and self.video is None:
             videos_item.child(0).setSelected(True)
         elif self.video is not None:

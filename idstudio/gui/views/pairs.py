@@ -246,6 +246,8 @@ class PairsView(QWidget):
         self.undo_stack = QUndoStack(self)
         self._videos: dict[int, dict] = {}
         self._boxes: dict[tuple[int, int], list] = {}
+        self._rows_of: dict[tuple[int, int], list[int]] | None = None  # queue positions by pair key
+        self._round_keys: tuple[int | None, dict[tuple[int, int], int]] | None = None  # (round, key -> pairs)
         self.mine_handle = None
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
@@ -385,6 +387,7 @@ class PairsView(QWidget):
         self.grid_reject.clicked.connect(lambda: self.decide_selected("reject"))
         hint = QLabel("Select many pairs (drag, Shift/Ctrl+click, Ctrl+A), then accept or reject them in one action.", grid_page)
         hint.setObjectName("Muted")
+        hint.setWordWrap(True)  # unwrapped, it set the whole right side's minimum width (and squeezed the left)
         grid_bar.addWidget(self.grid_accept)
         grid_bar.addWidget(self.grid_reject)
         grid_bar.addWidget(hint, 1)
@@ -407,7 +410,11 @@ class PairsView(QWidget):
         split.addWidget(left)
         split.addWidget(right)
         split.setStretchFactor(1, 1)
-        split.setSizes([380, 1000])
+        # the left side opens as wide as the mining form needs (its fields were clipped under the scroll bar)
+        form_width = 0 if self.mine_form is None else (self.mine_form.minimumSizeHint().width()
+                                                       + self.style().pixelMetric(self.style().PixelMetric.PM_ScrollBarExtent) + 40)
+        left_width = max(380, min(form_width, 480))
+        split.setSizes([left_width, 1400 - left_width])
 
         self.buttons["accept"].clicked.connect(lambda: self.decide_current("accept"))
         self.buttons["reject"].clicked.connect(lambda: self.decide_current("reject"))
@@ -469,12 +476,14 @@ class PairsView(QWidget):
         self.undo_stack.clear()
         self._videos.clear()
         self._boxes.clear()
+        self._round_keys = None
         self.loader.set_root(self.session.root)
         self.reload()
 
     def _data_changed(self, area: str) -> None:
         if area in ("pairs", "videos"):
             self._boxes.clear()
+            self._round_keys = None
             self.reload()
 
     def reload(self) -> None:
@@ -491,8 +500,11 @@ class PairsView(QWidget):
                                              reliability=tuple(self.reliability_range.value()),
                                              similarity=tuple(self.similarity_range.value()), seed=0)
         self.position = 0
+        self._rows_of = None
         self.grid_model.set_queue(self.queue)
         self.show_current()
+        if self.queue is not None and self.queue.round_id is not None:
+            self._round_key_counts()  # here, not on the first keypress
 
     def _update_counts(self) -> None:
         if self.queue is None or not self.queue.counts:
@@ -502,7 +514,7 @@ class PairsView(QWidget):
         c = self.queue.counts
         decided = c["accept"] + c["reject"]
         self.counts_label.setText(
-            f"<b>{c['total']:,}</b> pairs in round {self.queue.round_id} · "
+            f"<b>{c['total']:,}</b> pairs in round {self.queue.round_id}<br>"
             f"<span style='color:#2e9d57'>{c['accept']:,} accepted</span> · "
             f"<span style='color:#d1453b'>{c['reject']:,} rejected</span> · {c['undecided']:,} to review"
             if self.queue.round_id is not None else "No mining round yet: set the parameters and press Mine pairs."
@@ -572,7 +584,6 @@ class PairsView(QWidget):
                 for iid in (int(self.queue.a[k]), int(self.queue.b[k])):
                     if self.loader.cache.get(iid) is None:
                         self.loader.request(iid)
-        self._update_hint()
 
     def _thumbs_loaded(self, items) -> None:
         row = self.current()
@@ -606,11 +617,13 @@ class PairsView(QWidget):
         canvas.update()
 
     def _update_hint(self) -> None:
+        """The key hint under the card; built when the shortcuts are (re)bound, not per pair."""
         d = shortcuts.describe
         self.card.hint.setText(
             f"{d('review.accept')} accept · {d('review.reject')} reject · {d('review.skip')} skip · "
             f"{d('review.back')} back · {d('review.undo')} undo · {d('review.redo')} redo · "
-            f"{d('review.relink')} relink · {d('review.grid')} grid  (Help ▸ Keyboard shortcuts to change)")
+            f"{d('review.relink')} relink · {d('review.grid')} grid")
+        self.card.hint.setToolTip("Change the keys in Help ▸ Keyboard shortcuts.")
 
     # ---- decisions ---------------------------------------------------------------------------------------------
     def decide_current(self, decision: str) -> None:
@@ -653,22 +666,71 @@ class PairsView(QWidget):
         self.show_current()
 
     def decisions_written(self, keys: list[tuple[int, int]], goto: int | None) -> None:
-        """After a command wrote rows: refresh the touched pairs' decisions and the counts."""
+        """After a command wrote rows: refresh the touched pairs' decisions and the counts.
+
+        Incremental: two indexed lookups per touched pair (its decision now, and before the
+        action that just wrote it) instead of rebuilding the whole queue; the round's counts
+        move by the pair's multiplicity in the round.
+        """
         if self.queue is None:
             return
         project = self.session.project
-        current = review.current_decisions(project)
-        lo, hi = np.minimum(self.queue.a, self.queue.b), np.maximum(self.queue.a, self.queue.b)
-        touched = set(keys)
-        for i in range(len(self.queue)):
-            if (int(lo[i]), int(hi[i])) in touched:
-                self.queue.decision[i] = current.get((int(lo[i]), int(hi[i])), "none")
-        self.queue.counts = review.review_counts(project, self.queue.round_id)
+        rows_of = self._queue_rows()
+        in_round = self._round_key_counts()
+        counts = dict(self.queue.counts)
+        bucket = {"accept": "accept", "reject": "reject", "none": "undecided"}
+        for key in dict.fromkeys(keys):
+            new, old = self._decision_change(project, key)
+            for i in rows_of.get(key, ()):
+                self.queue.decision[i] = new
+            m = in_round.get(key, 0)
+            if m and counts and new != old:
+                counts[bucket[old]] -= m
+                counts[bucket[new]] += m
+        self.queue.counts = counts
         if goto is not None:
             self.position = goto  # undo: back to the undone pair; redo: the pair after it
-        self.grid_model.refresh()
+        if self.pages.currentIndex() == 1:
+            self.grid_model.refresh()
         self.show_current()
         self.session.notify("reviews")
+
+    @staticmethod
+    def _decision_change(project, key: tuple[int, int]) -> tuple[str, str]:
+        """(decision now, decision before the latest action that touched ``key``)."""
+        a, b = key
+        latest = project.query(
+            "SELECT decision, action FROM reviews WHERE a = ? AND b = ? ORDER BY id DESC LIMIT 1", (a, b))
+        if not latest:
+            return "none", "none"
+        new, action = latest[0][0], latest[0][1]
+        before = project.scalar(
+            "SELECT decision FROM reviews WHERE a = ? AND b = ? AND action < ? ORDER BY id DESC LIMIT 1", (a, b, action))
+        return new, before or "none"
+
+    def _queue_rows(self) -> dict[tuple[int, int], list[int]]:
+        """Queue positions by pair key (built once per queue)."""
+        if self._rows_of is None:
+            rows_of: dict[tuple[int, int], list[int]] = {}
+            if self.queue is not None:
+                lo = np.minimum(self.queue.a, self.queue.b).tolist()
+                hi = np.maximum(self.queue.a, self.queue.b).tolist()
+                for i, key in enumerate(zip(lo, hi)):
+                    rows_of.setdefault(key, []).append(i)
+            self._rows_of = rows_of
+        return self._rows_of
+
+    def _round_key_counts(self) -> dict[tuple[int, int], int]:
+        """How many pairs of the queue's round each key has (the counts are over the whole round)."""
+        round_id = self.queue.round_id if self.queue is not None else None
+        if self._round_keys is None or self._round_keys[0] != round_id:
+            keys: dict[tuple[int, int], int] = {}
+            if round_id is not None:
+                for a, b in self.session.project.query("SELECT a, b FROM pairs WHERE round_id = ?", (round_id,)):
+                    key = (a, b) if a < b else (b, a)
+                    keys[key] = keys.get(key, 0) + 1
+            self._round_keys = (round_id, keys)
+        return self._round_keys[1]
 
     def skip(self) -> None:
         if self.queue is not None and self.position < len(self.queue):
@@ -699,7 +761,9 @@ class PairsView(QWidget):
         grid = self.pages.currentIndex() == 0
         self.pages.setCurrentIndex(1 if grid else 0)
         self.buttons["grid"].setText("Card" if grid else "Grid")
-        if not grid:
+        if grid:
+            self.grid_model.refresh()  # decisions made in card mode
+        else:
             self.show_current()
 
     def _grid_open(self, index) -> None:
