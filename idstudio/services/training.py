@@ -151,8 +151,10 @@ def _instances(project: Project):
 
 @torch.inference_mode()
 def embed_store(model: EmbeddingModel, crops: CropStore, device: torch.device, batch_size: int = 128,
-                ctx: JobContext | None = None, rows: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """Embeddings of the store's crops (all or ``rows``); returns (emb, seconds in forward)."""
+                ctx: JobContext | None = None, rows: np.ndarray | None = None,
+                timer: dict[str, float] | None = None) -> tuple[np.ndarray, float]:
+    """Embeddings of the store's crops (all or ``rows``); returns (emb, seconds in forward).
+    ``timer`` (optional) accumulates "forward_cpu": process CPU seconds in forward."""
     was_training = model.training
     model.eval()
     rows = np.arange(len(crops.ids)) if rows is None else rows
@@ -163,11 +165,13 @@ def embed_store(model: EmbeddingModel, crops: CropStore, device: torch.device, b
             ctx.check_cancelled()
         idx = rows[start:start + batch_size]
         x = crops.images[torch.from_numpy(idx)].to(device, non_blocking=True).float().div_(255.0)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         y = model(x)
         if device.type == "cuda":
             torch.cuda.synchronize()
         fwd += time.perf_counter() - t0
+        if timer is not None:
+            timer["forward_cpu"] = timer.get("forward_cpu", 0.0) + time.process_time() - c0
         out[start:start + len(idx)] = y.float().cpu().numpy()
         if ctx is not None:
             ctx.progress(start + len(idx), len(rows), "embedding")
@@ -176,15 +180,15 @@ def embed_store(model: EmbeddingModel, crops: CropStore, device: torch.device, b
 
 
 def embed_sharded(model: EmbeddingModel, crops: CropStore, device: torch.device, batch_size: int,
-                  ctx: JobContext | None) -> tuple[np.ndarray, float]:
+                  ctx: JobContext | None, timer: dict[str, float] | None = None) -> tuple[np.ndarray, float]:
     """Each rank embeds a contiguous shard; shards are all-gathered (identical result on all ranks)."""
     rank, world = _dist()
     n = len(crops.ids)
     if world == 1:
-        return embed_store(model, crops, device, batch_size, ctx)
+        return embed_store(model, crops, device, batch_size, ctx, timer=timer)
     bounds = np.linspace(0, n, world + 1).astype(int)
     mine_rows = np.arange(bounds[rank], bounds[rank + 1])
-    emb, fwd = embed_store(model, crops, device, batch_size, ctx if rank == 0 else None, mine_rows)
+    emb, fwd = embed_store(model, crops, device, batch_size, ctx if rank == 0 else None, mine_rows, timer=timer)
     shards: list[Any] = [None] * world
     torch.distributed.all_gather_object(shards, emb)
     return np.concatenate(shards), fwd
@@ -264,7 +268,8 @@ def run_mining(project: Project, model: EmbeddingModel, crops: CropStore, table,
                checkpoint: str, device: torch.device, run_id: str | None = None, ctx: JobContext | None = None,
                batch_size: int = 128, store: bool = True) -> tuple[int | None, MiningResult, dict[str, float]]:
     t0 = time.perf_counter()
-    emb, fwd = embed_sharded(model, crops, device, batch_size, ctx)
+    timer: dict[str, float] = {}
+    emb, fwd = embed_sharded(model, crops, device, batch_size, ctx, timer)
     t1 = time.perf_counter()
     params = mining_params(cfg, gate)
     result = mine_pairs(table.id, table.video_id, table.frame, table.boxes, emb, params, identity=table.identity)
@@ -273,7 +278,8 @@ def run_mining(project: Project, model: EmbeddingModel, crops: CropStore, table,
     round_id = None
     if store and _dist()[0] == 0:
         round_id = store_round(project, result, params.to_dict(), checkpoint, run_id)
-    timing = {"embed": t1 - t0, "forward": fwd, "match": t2 - t1, "store": time.perf_counter() - t2}
+    timing = {"embed": t1 - t0, "forward": fwd, "match": t2 - t1, "store": time.perf_counter() - t2,
+              "forward_cpu": timer.get("forward_cpu", 0.0)}
     return round_id, result, timing
 
 
