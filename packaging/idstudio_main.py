@@ -25,7 +25,7 @@ def _build_info() -> dict:
 def main() -> int:
     args = sys.argv[1:]
     if args[:1] == ["--doctor-qt-probe"]:  # the doctor's child process (see services/doctor.py)
-        from idstudio.services.doctor import qt_probe_main
+        from idstudio.gui.qt_probe import main as qt_probe_main
 
         return qt_probe_main()
     if _build_info().get("variant") == "cpu":

@@ -214,37 +214,15 @@ def check_gpu() -> Check:
     return Check(name, NOTE, reason, fix, details)
 
 
-# The Qt probe runs in a child process: a platform plugin that cannot load aborts the process.
-QT_PROBE_SOURCE = r"""
-import json, os, sys
-from PySide6 import QtCore
-plugins = QtCore.QLibraryInfo.path(QtCore.QLibraryInfo.LibraryPath.PluginsPath)
-folder = os.path.join(plugins, "platforms")
-names = []
-if os.path.isdir(folder):
-    for f in sorted(os.listdir(folder)):
-        if f.startswith("libq") and ".so" in f:
-            names.append(f[4:f.index(".so")])
-        elif f.startswith("q") and f.endswith(".dll"):
-            names.append(f[1:-4])
-print(json.dumps({"qt": QtCore.qVersion(), "pyside": __import__("PySide6").__version__,
-                  "plugins_path": plugins, "platforms": names}), flush=True)
-from PySide6.QtGui import QGuiApplication
-app = QGuiApplication(sys.argv[:1])
-print(json.dumps({"started": app.platformName()}), flush=True)
-"""
-
-
-def qt_probe_main() -> int:
-    """Entry point of the child process (also reachable in the frozen app via QT_PROBE_FLAG)."""
-    exec(compile(QT_PROBE_SOURCE, "<idstudio-qt-probe>", "exec"), {"__name__": "__qt_probe__"})
-    return 0
+# The Qt probe (idstudio/gui/qt_probe.py) runs in a child process: a platform plugin that
+# cannot load aborts the process. Only its module name is used here: services never import Qt.
+QT_PROBE_MODULE = "idstudio.gui.qt_probe"
 
 
 def _qt_probe_command() -> list[str]:
     if getattr(sys, "frozen", False):
         return [sys.executable, QT_PROBE_FLAG]
-    return [sys.executable, "-c", QT_PROBE_SOURCE]
+    return [sys.executable, "-m", QT_PROBE_MODULE]
 
 
 def start_qt_probe(env: dict[str, str] | None = None) -> subprocess.Popen:
