@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torchvision.transforms import v2
 
 from idstudio.core import config as cfgmod
 from idstudio.core.config import field
@@ -73,16 +74,16 @@ class TrainConfig:
     last_stride: int = field(2, help="stride of the last ResNet stage (1: finer map, slower)", choices=[1, 2], group="Model")
     weights: str = field("auto", help="start: auto (cached ImageNet, else random), imagenet, none or a .pth file", group="Model")
     init: str = field("", help="start from this idstudio checkpoint or run id instead", group="Model")
-    epochs: int = field(6, help="training epochs", group="Training")
-    steps_per_epoch: int = field(30, help="batches per epoch (0: one pass over the pairs)", group="Training")
+    epochs: int = field(10, help="training epochs", group="Training")
+    steps_per_epoch: int = field(60, help="batches per epoch (0: one pass over the pairs)", group="Training")
     batch_size: int = field(64, help="pairs per batch (per process under torchrun)", group="Training")
     optimizer: str = field("adamw", help="optimiser", choices=["adamw", "sgd"], group="Training")
     lr: float = field(1e-3, help="peak learning rate", group="Training")
     weight_decay: float = field(5e-4, help="weight decay", group="Training")
     warmup_steps: int = field(20, help="linear warm-up steps before the cosine decay", group="Training")
     tau: float = field(0.1, help="InfoNCE temperature", group="Training")
-    augment: float = field(1.0, help="augmentation strength (0: none)", group="Training")
-    remine_every: int = field(3, help="re-mine pairs with the current model every N epochs (0: never)", group="Training")
+    augment: float = field(1.0, help="camera-like augmentation strength (0: none); the views of a pair must differ as cameras do", group="Training")
+    remine_every: int = field(5, help="re-mine pairs with the current model every N epochs (0: never)", group="Training")
     eval_every: int = field(1, help="evaluate on the labelled dataset every N epochs (0: only at the end)", group="Training")
     dataset: str = field("", help="labelled dataset to evaluate on (empty: the first one, if any)", group="Training")
     max_minutes: float = field(0.0, help="stop cleanly after this many minutes (0: no limit)", group="Training")
@@ -621,7 +622,7 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
                             f"{len(a)} mined pairs; use --batch-size {max(2, len(a) // world)} or less.")
         ai, bi = crops.index_of(a), crops.index_of(b)
         frame_key = table.video_id[ai] * 10_000_000 + table.frame[ai]
-        ds = PairDataset(crops, ai, bi, rel, train_transform(spec, cfg.augment) if cfg.augment > 0 else None)
+        ds = PairDataset(crops, ai, bi, rel)
         return ds, frame_key, torch.from_numpy(comp), torch.from_numpy(pos)
 
     data = build_data(pairs)
@@ -636,6 +637,7 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
             scaler.load_state_dict(payload["scaler"])
         _set_rng_state(payload["rng"])
 
+    augment = train_transform(spec, cfg.augment) if cfg.augment > 0 else v2.ToDtype(torch.float32, scale=True)
     workers = cfg.workers if cfg.workers >= 0 else (min(4, (os.cpu_count() or 2) - 1) if device.type == "cuda" else 0)
 
     def loader_for(epoch: int):
@@ -680,14 +682,12 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
         for step, (va, vb, w, idx) in enumerate(loader, start=start_step):
             if ctx.cancelled:
                 ctx.check_cancelled()
-            va = va.to(device, non_blocking=True)
-            vb = vb.to(device, non_blocking=True)
-            x = torch.cat([va, vb])
+            x = augment(torch.cat([va, vb]).to(device, non_blocking=True))  # both views, each crop its own change
             if use_amp:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, enabled=use_amp):
                 z = ddp(x)
-            za, zb = z[:len(va)], z[len(va):]
+            za, zb = z[:len(va)], z[len(va):]  # a views first, then b
             loss = reliability_info_nce(za, zb, w.to(device), tau=cfg.tau, component=comp_all[idx].to(device),
                                         positive=pos_all[idx].to(device))
             opt.zero_grad(set_to_none=True)

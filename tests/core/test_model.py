@@ -107,10 +107,37 @@ def test_decode_crops_rgb_and_resized():
     assert decode_crops([], SPEC).shape == (0, 3, 64, 32)
 
 
-def test_pair_dataset_augments_both_views():
+def test_pair_dataset_returns_stored_crops():
     images = torch.randint(0, 255, (4, 3, 64, 32), dtype=torch.uint8)
     store = CropStore(np.array([10, 11, 12, 13]), images)
     assert list(store.index_of(np.array([12, 10]))) == [2, 0]
-    ds = PairDataset(store, np.array([0, 1]), np.array([2, 3]), np.array([1.0, 0.5]), train_transform(SPEC))
+    ds = PairDataset(store, np.array([0, 1]), np.array([2, 3]), np.array([1.0, 0.5]))
     a, b, w, i = ds[1]
-    assert a.shape == (3, 64, 32) and a.dtype == torch.float32 and float(w) == 0.5 and i == 1
+    assert torch.equal(a, images[1]) and torch.equal(b, images[3]) and float(w) == 0.5 and i == 1
+
+
+def test_camera_jitter_gives_each_crop_its_own_camera():
+    torch.manual_seed(0)
+    grey = torch.full((64, 3, 64, 32), 128, dtype=torch.uint8)
+    out = train_transform(SPEC)(grey)
+    assert out.shape == (64, 3, 64, 32) and out.dtype == torch.float32
+    assert 0 <= float(out.min()) and float(out.max()) <= 1
+    # a colour cast per crop: the red/green balance of a grey crop varies across the batch
+    means = out.mean(dim=(2, 3))
+    ratio = (means[:, 0] + 1e-3) / (means[:, 1] + 1e-3)
+    assert float(ratio.std()) > 0.15
+    assert float(means.mean(1).std()) > 0.05  # exposure / gamma vary too
+    torch.manual_seed(1)
+    again = train_transform(SPEC)(grey)
+    torch.manual_seed(0)
+    assert torch.equal(train_transform(SPEC)(grey), out) and not torch.equal(again, out)  # seeded
+
+
+def test_camera_jitter_strength_zero_is_identity_or_flip():
+    x = torch.randint(0, 255, (8, 3, 64, 32), dtype=torch.uint8)
+    out = train_transform(SPEC, 0.0)(x)
+    ref = x.float() / 255
+    for o, r in zip(out, ref):
+        assert torch.allclose(o, r, atol=1e-4) or torch.allclose(o, r.flip(-1), atol=1e-4)
+    single = train_transform(SPEC)(x[0])
+    assert single.shape == (3, 64, 32)

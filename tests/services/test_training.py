@@ -175,3 +175,28 @@ def test_torchrun_two_cpu_processes(copy_project):
     assert result["world_size"] == 2 and result["epochs_done"] == 1
     with Project.open(root) as p:
         assert p.count("mining_rounds") == 1 and p.query("SELECT status FROM runs")[0][0] == "finished"
+
+
+@pytest.mark.slow
+def test_training_raises_heldout_cross_camera_map(tmp_path):
+    """The method's promise on a mid-sized world (3 cameras): mining from a random start,
+    training with camera-like augmentation and one re-mining round raise the held-out
+    cross-camera mAP well above the untrained model's (about 1.6x here in ~70 s on 2 cores;
+    without augmentation it falls to about 0.6x), and re-mining finds more true pairs."""
+    from idstudio.core import synth
+    from idstudio.services import ingest
+
+    world = synth.generate(tmp_path / "world", synth.SynthConfig(
+        seed=0, n_cameras=3, n_frames=150, n_video_ids=20, n_eval_ids=20, cams_per_id=(2, 3), passes_per_cam=0,
+        views_per_cam=(2, 3), n_distractors=20, n_junk=4))
+    ingest.import_world(tmp_path / "proj", world)
+    cfg = TrainConfig(epochs=4, steps_per_epoch=40, batch_size=32, warmup_steps=10, remine_every=2, device="cpu",
+                      workers=0)
+    summary = training.train(tmp_path / "proj", cfg, JobContext())
+    assert summary["mAP_end"] >= 1.3 * summary["mAP_start"], summary
+    first, second = summary["rounds"]
+    assert first["gate"] and not second["gate"]
+    # After only 80 steps on this small world the ungated round trades a little precision for recall;
+    # on the demo world (300 steps) it keeps >= 0.95 (README, Training figures).
+    assert first["precision"] >= 0.95 and second["precision"] >= 0.9, summary["rounds"]
+    assert second["recall"] > first["recall"], summary["rounds"]
