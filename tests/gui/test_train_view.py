@@ -36,12 +36,12 @@ def test_form_is_the_cli_config(qtbot, copy_project):
     parser = argparse.ArgumentParser()
     cfgmod.add_arguments(parser, TrainConfig)
     assert view.form.config() == cfgmod.build(TrainConfig, None, parser.parse_args([]))
-    view.preset_box.setCurrentText("Quick (CPU, 2 min)")
-    view.preset_box.textActivated.emit("Quick (CPU, 2 min)")
+    view.preset_box.setCurrentText("Quick (CPU, 3 min)")
+    view.preset_box.textActivated.emit("Quick (CPU, 3 min)")
     view.form.widgets["gaps"].setText("1, 2")
-    flags = parser.parse_args(["--device", "cpu", "--epochs", "3", "--steps-per-epoch", "15", "--batch-size", "32",
-                               "--remine-every", "1", "--max-minutes", "2", "--workers", "0", "--last-stride", "2",
-                               "--gaps", "1,2"])
+    flags = parser.parse_args(["--device", "cpu", "--epochs", "4", "--steps-per-epoch", "40", "--batch-size", "32",
+                               "--warmup-steps", "10", "--remine-every", "2", "--spatial-gate", "on", "--max-minutes", "3", "--workers", "0",
+                               "--last-stride", "2", "--gaps", "1,2"])
     assert view.form.config() == cfgmod.build(TrainConfig, None, flags)
     session.close()
 
@@ -108,7 +108,7 @@ def test_training_error_is_shown(qtbot, copy_project, monkeypatch):
 def test_train_one_short_epoch_fills_plots_and_survives_reopen(qtbot, copy_project):
     root = copy_project()
     session, view = _view(qtbot, root)
-    view.form.apply_preset("Quick (CPU, 2 min)")
+    view.form.apply_preset("Quick (CPU, 3 min)")
     view.form.set_values(dict(epochs=1, steps_per_epoch=3, batch_size=16, height=64, width=32, weights="none",
                               gaps=[1, 4]))
     qtbot.mouseClick(view.start_btn, __import__("PySide6.QtCore", fromlist=["Qt"]).Qt.MouseButton.LeftButton)
