@@ -584,8 +584,9 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
         for name in ("precision", "recall", "largest_component_share", "n_pairs"):
             if entry[name] is not None:
                 ctx.metric(f"mine/{name}", epoch, float(entry[name]))
-        ctx.log(f"Mining round {rid} (epoch {epoch}): {len(result)} pairs, precision {entry['precision']}, "
-                f"recall {entry['recall']}, largest component {entry['largest_component_share']:.3f}")
+        quality = "".join(f", {name} {entry[name]:.3f}" for name in ("precision", "recall") if entry[name] is not None)
+        ctx.log(f"Mining round {rid} (epoch {epoch}): {len(result)} pairs{quality}, "
+                f"largest component {entry['largest_component_share']:.3f}")
         return result
 
     def load_round_pairs(rid: int):

@@ -139,7 +139,9 @@ class TrainPlots(pg.GraphicsLayoutWidget):
             for axis in ("left", "bottom"):
                 plot.getAxis(axis).setTextPen("#555")
                 plot.getAxis(axis).setPen("#999")
-            plot.addLegend(offset=(-4, 4), labelTextSize="8pt", labelTextColor="#333")
+            # mAP rises towards the top right: its legend goes bottom right, out of the way
+            corner = (-4, -4) if key == "eval" else (-4, 4)
+            plot.addLegend(offset=corner, labelTextSize="8pt", labelTextColor="#333")
             empty = pg.TextItem("no data yet", color="#aaa", anchor=(0.5, 0.5))
             plot.addItem(empty, ignoreBounds=True)
             empty.setPos(0.5, 0.5)
@@ -321,7 +323,7 @@ class TrainView(QWidget):
         self.runs.setAlternatingRowColors(True)
         self.runs.setSortingEnabled(False)
         self.runs.currentItemChanged.connect(self._on_run_selected)
-        for col, width in enumerate((150, 72, 50, 72, 45)):
+        for col, width in enumerate((184, 72, 62, 82, 60)):
             self.runs.setColumnWidth(col, width)
         bottom.addWidget(self.runs)
         self.log = QPlainTextEdit(bottom)
