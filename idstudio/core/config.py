@@ -104,9 +104,21 @@ def save(config: Any, path: Path) -> None:
     path.write_text(json.dumps(to_dict(config), indent=2) + "\n", encoding="utf-8")
 
 
+def ordered_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields grouped, as the CLI help and the GUI form show them: groups in the order of
+    the class's ``GROUPS`` where it has one (a dataclass lists inherited fields first), else
+    in order of first appearance; fields keep their order within a group."""
+    fields = dataclasses.fields(cls)
+    order = list(getattr(cls, "GROUPS", ()))
+    for f in fields:
+        if f.metadata.get("group", "General") not in order:
+            order.append(f.metadata.get("group", "General"))
+    return sorted(fields, key=lambda f: order.index(f.metadata.get("group", "General")))
+
+
 def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
     """One ``--flag`` per field; the value stays None unless given, so file values survive."""
-    for f in dataclasses.fields(cls):
+    for f in ordered_fields(cls):
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")

@@ -105,7 +105,7 @@ class ConfigForm(QWidget):
         self.cls = cls
         self.skip = set(skip)
         self.preset_kind = preset_kind or cls.__name__.lower().removesuffix("config")
-        self.fields = [f for f in dataclasses.fields(cls) if f.name not in self.skip]
+        self.fields = [f for f in cfgmod.ordered_fields(cls) if f.name not in self.skip]
         self.types = {f.name: cfgmod.field_type(cls, f) for f in self.fields}
         self.widgets: dict[str, QWidget] = {}
         self.groups: dict[str, QGroupBox] = {}

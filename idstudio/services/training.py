@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -38,14 +38,9 @@ from idstudio.core.store import Project, to_json
 
 # ---- configs ----------------------------------------------------------------------------------
 @dataclass
-class MineConfig:
-    checkpoint: str = field("", help="model to embed with: a run id, a .pt file, 'init', or empty for the latest run", group="Model")
-    arch: str = field("resnet18", help="architecture of the random init when no checkpoint exists",
-                      choices=["resnet18", "resnet34", "resnet50"], group="Model")
-    height: int = field(64, help="crop height for the random init", group="Model")
-    width: int = field(32, help="crop width for the random init", group="Model")
-    dim: int = field(256, help="embedding size of the random init", group="Model")
-    weights: str = field("auto", help="start of the init model: auto (cached ImageNet, else random), imagenet, none or a .pth file", group="Model")
+class MiningFields:
+    """The mining parameters: one copy for `idstudio mine` and the trainer's re-mining rounds."""
+
     gaps: list[int] = field([1, 2, 4, 8], help="frame gaps δ between matched frames", group="Mining")
     min_similarity: float = field(0.0, help="drop matched edges below this cosine similarity", group="Mining")
     min_reliability: float = field(0.4, help="drop matched edges below this reliability", group="Mining")
@@ -56,16 +51,27 @@ class MineConfig:
     gate_scale: float = field(1.5, help="gate: max ratio of box heights", group="Mining")
     component_min_reliability: float = field(0.3, help="pseudo-tracklets only follow edges at least this reliable", group="Mining")
     component_window: int = field(64, help="pseudo-tracklets never span more than this many frames", group="Mining")
+
+
+@dataclass
+class MineConfig(MiningFields):
+    GROUPS: ClassVar[tuple[str, ...]] = ("Model", "Mining", "Hardware")
+
+    checkpoint: str = field("", help="model to embed with: a run id, a .pt file, 'init', or empty for the latest run", group="Model")
+    arch: str = field("resnet18", help="architecture of the random init when no checkpoint exists",
+                      choices=["resnet18", "resnet34", "resnet50"], group="Model")
+    height: int = field(64, help="crop height for the random init", group="Model")
+    width: int = field(32, help="crop width for the random init", group="Model")
+    dim: int = field(256, help="embedding size of the random init", group="Model")
+    weights: str = field("auto", help="start of the init model: auto (cached ImageNet, else random), imagenet, none or a .pth file", group="Model")
     batch_size: int = field(128, help="images per embedding batch", group="Hardware")
     device: str = field("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps", group="Hardware")
 
 
-MINE_FIELDS = ("gaps", "min_similarity", "min_reliability", "reliability_rule", "spatial_gate", "gate_shift",
-               "gate_scale", "component_min_reliability", "component_window")
-
-
 @dataclass
-class TrainConfig:
+class TrainConfig(MiningFields):
+    GROUPS: ClassVar[tuple[str, ...]] = ("Model", "Training", "Mining", "Hardware")
+
     arch: str = field("resnet18", help="backbone", choices=["resnet18", "resnet34", "resnet50"], group="Model")
     dim: int = field(256, help="embedding size", group="Model")
     height: int = field(64, help="crop height", group="Model")
@@ -88,16 +94,6 @@ class TrainConfig:
     dataset: str = field("", help="labelled dataset to evaluate on (empty: the first one, if any)", group="Training")
     max_minutes: float = field(0.0, help="stop cleanly after this many minutes (0: no limit)", group="Training")
     seed: int = field(0, help="random seed", group="Training")
-    gaps: list[int] = field([1, 2, 4, 8], help="frame gaps δ between matched frames", group="Mining")
-    min_similarity: float = field(0.0, help="drop matched edges below this cosine similarity", group="Mining")
-    min_reliability: float = field(0.4, help="drop matched edges below this reliability", group="Mining")
-    reliability_rule: str = field("margin", help="how a pair's reliability is computed", choices=["margin", "similarity"], group="Mining")
-    spatial_gate: str = field("auto", help="box-position gate: auto (first round from an untrained model), on, off",
-                              choices=["auto", "on", "off"], group="Mining")
-    gate_shift: float = field(0.25, help="gate: max centre shift in box heights (times sqrt δ)", group="Mining")
-    gate_scale: float = field(1.5, help="gate: max ratio of box heights", group="Mining")
-    component_min_reliability: float = field(0.3, help="pseudo-tracklets only follow edges at least this reliable", group="Mining")
-    component_window: int = field(64, help="pseudo-tracklets never span more than this many frames", group="Mining")
     device: str = field("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps", group="Hardware")
     workers: int = field(-1, help="DataLoader worker processes (-1: auto; 0 on CPU)", group="Hardware")
     amp: bool = field(True, help="mixed precision and channels-last on CUDA", group="Hardware")
@@ -106,7 +102,7 @@ class TrainConfig:
         return ModelSpec(self.arch, self.dim, self.height, self.width, self.pooling, int(self.last_stride))
 
 
-def mining_params(cfg: Any, gate: bool) -> MiningParams:
+def mining_params(cfg: MiningFields, gate: bool) -> MiningParams:
     return MiningParams(gaps=[int(g) for g in cfg.gaps], min_similarity=cfg.min_similarity,
                         min_reliability=cfg.min_reliability, reliability_rule=cfg.reliability_rule,
                         spatial_gate=gate, gate_shift=cfg.gate_shift, gate_scale=cfg.gate_scale,

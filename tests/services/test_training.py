@@ -200,3 +200,16 @@ def test_training_raises_heldout_cross_camera_map(tmp_path):
     # on the demo world (300 steps) it keeps >= 0.95 (README, Training figures).
     assert first["precision"] >= 0.95 and second["precision"] >= 0.9, summary["rounds"]
     assert second["recall"] > first["recall"], summary["rounds"]
+
+
+def test_mine_and_train_share_one_copy_of_the_mining_fields():
+    import dataclasses
+
+    from idstudio.core import config as cfgmod
+
+    mining = [f.name for f in dataclasses.fields(training.MiningFields)]
+    for cls in (MineConfig, TrainConfig):
+        ordered = cfgmod.ordered_fields(cls)
+        groups = [f.metadata["group"] for f in ordered]
+        assert groups == sorted(groups, key=cls.GROUPS.index) and groups[0] == "Model"  # the form's order
+        assert [f.name for f in ordered if f.metadata["group"] == "Mining"] == mining
