@@ -66,3 +66,23 @@ def reset_all() -> None:
 
 def describe(name: str) -> str:
     return ", ".join(QKeySequence(k).toString(QKeySequence.SequenceFormat.NativeText) for k in key_strings(name))
+
+
+def bind(widget, slots: dict, old_actions: list) -> list:
+    """Replace ``old_actions`` on ``widget`` with one action per named shortcut in ``slots``
+    (name -> callable), active while the widget or a child has focus; returns the new list.
+    Views call it again when ``notifier.changed`` says the user rebound a key."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QAction
+
+    for action in old_actions:
+        widget.removeAction(action)
+    actions = []
+    for name, slot in slots.items():
+        action = QAction(DEFAULTS[name][1], widget)
+        action.setShortcuts(keys(name))
+        action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        action.triggered.connect(slot)
+        widget.addAction(action)
+        actions.append(action)
+    return actions

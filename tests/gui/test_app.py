@@ -45,6 +45,8 @@ def test_starts_without_project_and_shows_every_view(window):
 
 
 def test_data_view_lists_sources_draws_frames_and_thumbnails(qtbot, window, copy_project):
+    from PySide6.QtCore import Qt
+
     root = copy_project()
     assert window.open_project(root)
     data = window.show_view("data")
@@ -61,6 +63,12 @@ def test_data_view_lists_sources_draws_frames_and_thumbnails(qtbot, window, copy
     data.go_to_frame(data.frame_numbers[3])
     qtbot.waitUntil(lambda: data.canvas.image is not None and data.current_frame == data.frame_numbers[3]
                     and not data._waiting, timeout=10000)
+    # the keyboard steps through frames (shortcuts.bind)
+    index = data.scrubber.value()
+    _press(qtbot, data, Qt.Key.Key_Right)
+    assert data.scrubber.value() == index + 1
+    _press(qtbot, data, Qt.Key.Key_Left)
+    assert data.scrubber.value() == index
     # open_in_data_view highlights the instance
     iid = int(data.model.ids[5])
     window.open_in_data_view(int(data.model.videos[5]), int(data.model.frames[5]), iid)

@@ -456,19 +456,9 @@ class DataView(QWidget):
 
     # ---- keys ------------------------------------------------------------------------------------
     def _bind_keys(self) -> None:
-        from PySide6.QtGui import QAction
-
-        for action in self._actions:
-            self.removeAction(action)
-        self._actions = []
-        for name, slot in (("data.play", lambda: self.play_button.toggle()), ("data.next", lambda: self.step(1)),
-                           ("data.prev", lambda: self.step(-1))):
-            action = QAction(self)
-            action.setShortcuts(shortcuts.keys(name))
-            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-            action.triggered.connect(slot)
-            self.addAction(action)
-            self._actions.append(action)
+        self._actions = shortcuts.bind(self, {"data.play": lambda: self.play_button.toggle(),
+                                              "data.next": lambda: self.step(1), "data.prev": lambda: self.step(-1)},
+                                       self._actions)
 
     # ---- data ------------------------------------------------------------------------------------
     def _data_changed(self, area: str) -> None:

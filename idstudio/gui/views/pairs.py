@@ -441,19 +441,10 @@ class PairsView(QWidget):
 
     # ---- keys ---------------------------------------------------------------------------------------
     def _bind_keys(self) -> None:
-        for action in self._actions:
-            self.removeAction(action)
-        self._actions = []
         slots = {"review.accept": lambda: self.decide_current("accept"), "review.reject": lambda: self.decide_current("reject"),
                  "review.skip": self.skip, "review.back": self.back, "review.undo": self.undo_stack.undo,
                  "review.redo": self.undo_stack.redo, "review.relink": self.toggle_relink, "review.grid": self.toggle_grid}
-        for name, slot in slots.items():
-            action = QAction(shortcuts.DEFAULTS[name][1], self)
-            action.setShortcuts(shortcuts.keys(name))
-            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
-            action.triggered.connect(slot)
-            self.addAction(action)
-            self._actions.append(action)
+        self._actions = shortcuts.bind(self, slots, self._actions)
         for name, button in self.buttons.items():
             key = {"accept": "review.accept", "reject": "review.reject", "skip": "review.skip", "undo": "review.undo",
                    "redo": "review.redo", "relink": "review.relink", "grid": "review.grid"}[name]
