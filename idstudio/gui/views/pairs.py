@@ -415,6 +415,8 @@ class PairsView(QWidget):
                                                        + self.style().pixelMetric(self.style().PixelMetric.PM_ScrollBarExtent) + 40)
         left_width = max(380, min(form_width, 480))
         split.setSizes([left_width, 1400 - left_width])
+        if self.mine_form is not None:  # in a small window the review side gives way, not the form
+            self.mine_form.parentWidget().parentWidget().setMinimumWidth(min(form_width - 40, 440))
 
         self.buttons["accept"].clicked.connect(lambda: self.decide_current("accept"))
         self.buttons["reject"].clicked.connect(lambda: self.decide_current("reject"))
