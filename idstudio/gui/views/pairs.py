@@ -283,6 +283,7 @@ class PairsView(QWidget):
             scroll.setWidget(self.mine_form)
             scroll.setMinimumHeight(160)
             mv.addWidget(scroll, 1)
+            self.mine_scroll = scroll
         else:
             note = QLabel("Mining becomes available when the training service is installed "
                           "(services.training.MineConfig).", mine_box)
@@ -416,7 +417,7 @@ class PairsView(QWidget):
         left_width = max(380, min(form_width, 480))
         split.setSizes([left_width, 1400 - left_width])
         if self.mine_form is not None:  # in a small window the review side gives way, not the form
-            self.mine_form.parentWidget().parentWidget().setMinimumWidth(min(form_width - 40, 440))
+            self.mine_scroll.setMinimumWidth(min(form_width - 40, 440))
 
         self.buttons["accept"].clicked.connect(lambda: self.decide_current("accept"))
         self.buttons["reject"].clicked.connect(lambda: self.decide_current("reject"))
