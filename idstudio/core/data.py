@@ -38,10 +38,9 @@ def decode_crops(jpegs: Sequence[bytes], spec: ModelSpec) -> torch.Tensor:
     return decode_crops_uint8(jpegs, spec).float().div_(255.0)
 
 
-def train_transform(spec: ModelSpec, strength: float = 1.0) -> v2.Transform:
+def train_transform(strength: float = 1.0) -> v2.Transform:
     """Augmentation of a batch of uint8 crops (n, 3, H, W) -> float [0, 1] on the batch's
-    device; every crop gets its own camera-like change (``spec`` is kept for callers that
-    size transforms by input; the jitter itself is size-free)."""
+    device; every crop gets its own camera-like change (any crop size)."""
     return v2.Compose([v2.ToDtype(torch.float32, scale=True), CameraJitter(strength)])
 
 

@@ -634,7 +634,7 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
             scaler.load_state_dict(payload["scaler"])
         _set_rng_state(payload["rng"])
 
-    augment = train_transform(spec, cfg.augment) if cfg.augment > 0 else v2.ToDtype(torch.float32, scale=True)
+    augment = train_transform(cfg.augment) if cfg.augment > 0 else v2.ToDtype(torch.float32, scale=True)
     workers = cfg.workers if cfg.workers >= 0 else (min(4, (os.cpu_count() or 2) - 1) if device.type == "cuda" else 0)
 
     def loader_for(epoch: int):
