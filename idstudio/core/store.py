@@ -26,7 +26,7 @@ from idstudio.core.errors import UserError
 
 DB_NAME = "idstudio.db"
 CROPS_NAME = "crops.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each migration moves the schema from version i to i + 1. Never edit a released one.
 MIGRATIONS: list[str] = [
@@ -143,6 +143,10 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    # 1 -> 2: a cross-time split holds a video's later frames out of training and mining.
+    """
+    ALTER TABLE videos ADD COLUMN holdout_from INTEGER;  -- NULL: every frame trains
+    """,
 ]
 
 CROPS_SCHEMA = """
@@ -162,6 +166,11 @@ class InstanceTable:
     boxes: np.ndarray  # (n, 4) x, y, w, h
     identity: np.ndarray  # -1 where unknown
     camera: list[str | None]
+
+    def subset(self, rows: np.ndarray) -> "InstanceTable":
+        """The given rows (indices), in that order."""
+        return InstanceTable(self.id[rows], self.video_id[rows], self.frame[rows], self.boxes[rows],
+                             self.identity[rows], [self.camera[int(r)] for r in rows])
 
     def __len__(self) -> int:
         return len(self.id)

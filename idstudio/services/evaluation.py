@@ -27,6 +27,7 @@ from torch import nn
 from idstudio.core import embed as core_embed
 from idstudio.core import evaluate as ev
 from idstudio.core import index as vindex
+from idstudio.core.colour import colour_histogram
 from idstudio.core.errors import UserError
 from idstudio.core.jobs import JobContext
 from idstudio.core.model import ModelSpec
@@ -49,26 +50,7 @@ class ColorHistogram(nn.Module):
         self.spec = ModelSpec(dim=stripes * sum(bins), height=height, width=width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r, g, b = x[:, 0], x[:, 1], x[:, 2]
-        v, _ = x.max(dim=1)
-        c = v - x.min(dim=1).values
-        s = torch.where(v > 0, c / v.clamp(min=1e-6), torch.zeros_like(v))
-        safe = c.clamp(min=1e-6)
-        h = torch.where(v == r, ((g - b) / safe) % 6, torch.where(v == g, (b - r) / safe + 2, (r - g) / safe + 4))
-        h = torch.where(c > 0, h / 6.0, torch.zeros_like(h))
-        n, height, _ = h.shape
-        stripe = (torch.arange(height, device=x.device) * self.stripes // height).view(1, height, 1).expand_as(h)
-        feats = []
-        offset = 0
-        total = self.stripes * sum(self.bins)
-        for channel, nb in zip((h, s, v), self.bins):
-            idx = (channel.clamp(0, 1 - 1e-6) * nb).long() + stripe * nb
-            hist = torch.zeros(n, self.stripes * nb, device=x.device)
-            hist.scatter_add_(1, idx.reshape(n, -1), torch.ones_like(channel).reshape(n, -1))
-            feats.append(hist.view(n, self.stripes, nb))
-            offset += nb
-        out = torch.cat(feats, dim=2).reshape(n, total)
-        return nn.functional.normalize(out.sqrt(), dim=1)
+        return colour_histogram(x, self.stripes, self.bins)
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,8 @@ def default_spec(project: Project) -> ModelSpec:
             cfg = json.loads(row[0]["config"])
             return ModelSpec(arch=cfg.get("arch", "resnet18"), dim=int(cfg.get("dim", 256)),
                              height=int(cfg.get("height", 128)), width=int(cfg.get("width", 64)),
-                             pooling=cfg.get("pooling", "gem"), last_stride=int(cfg.get("last_stride", 1)))
+                             pooling=cfg.get("pooling", "gem"), last_stride=int(cfg.get("last_stride", 1)),
+                             colour=float(cfg.get("colour", 0.0)))
         except (ValueError, TypeError, UserError):
             pass
     return ModelSpec()

@@ -27,12 +27,12 @@ from torchvision.transforms import v2
 
 from idstudio.core import config as cfgmod
 from idstudio.core.config import field
-from idstudio.core.data import CropStore, PairDataset, train_transform
+from idstudio.core.data import CropStore, train_transform
 from idstudio.core.errors import JobCancelled, UserError
 from idstudio.core.jobs import JobContext
-from idstudio.core.losses import reliability_info_nce
+from idstudio.core.sampling import SAMPLERS, frame_batches, make_sampler  # noqa: F401 - frame_batches: re-exported
 from idstudio.core.mining import MiningParams, MiningResult, mine as mine_pairs
-from idstudio.core.model import EmbeddingModel, ModelSpec, build_model, load_checkpoint, save_checkpoint
+from idstudio.core.model import EmbeddingModel, ModelSpec, archs, build_model, load_checkpoint, save_checkpoint
 from idstudio.core.store import Project, to_json
 
 
@@ -59,7 +59,7 @@ class MineConfig(MiningFields):
 
     checkpoint: str = field("", help="model to embed with: a run id, a .pt file, 'init', or empty for the latest run", group="Model")
     arch: str = field("resnet18", help="architecture of the random init when no checkpoint exists",
-                      choices=["resnet18", "resnet34", "resnet50"], group="Model")
+                      choices=list(archs()), group="Model")
     height: int = field(64, help="crop height for the random init", group="Model")
     width: int = field(32, help="crop width for the random init", group="Model")
     dim: int = field(256, help="embedding size of the random init", group="Model")
@@ -72,13 +72,16 @@ class MineConfig(MiningFields):
 class TrainConfig(MiningFields):
     GROUPS: ClassVar[tuple[str, ...]] = ("Model", "Training", "Mining", "Hardware")
 
-    arch: str = field("resnet18", help="backbone", choices=["resnet18", "resnet34", "resnet50"], group="Model")
+    arch: str = field("resnet18", help="backbone", choices=list(archs()), group="Model")
     dim: int = field(256, help="embedding size", group="Model")
     height: int = field(64, help="crop height", group="Model")
     width: int = field(32, help="crop width", group="Model")
     pooling: str = field("gem", help="global pooling", choices=["gem", "avg"], group="Model")
     last_stride: int = field(2, help="stride of the last ResNet stage (1: finer map, slower)", choices=[1, 2], group="Model")
-    weights: str = field("auto", help="start: auto (cached ImageNet, else random), imagenet, none or a .pth file", group="Model")
+    colour: float = field(0.0, help="weight of a fixed colour-histogram part of the embedding (0: none); the learned "
+                          "part is trained beside it (dim counts both)", group="Model")
+    weights: str = field("auto", help="start: auto (offline ImageNet weights, else random), imagenet, none or a .pth file",
+                         group="Model")
     init: str = field("", help="start from this idstudio checkpoint or run id instead", group="Model")
     epochs: int = field(10, help="training epochs", group="Training")
     steps_per_epoch: int = field(60, help="batches per epoch (0: one pass over the pairs)", group="Training")
@@ -88,10 +91,17 @@ class TrainConfig(MiningFields):
     weight_decay: float = field(5e-4, help="weight decay", group="Training")
     warmup_steps: int = field(20, help="linear warm-up steps before the cosine decay", group="Training")
     tau: float = field(0.1, help="InfoNCE temperature", group="Training")
+    sampler: str = field("tracklet", help="positives and negatives: tracklet (far-apart members of a pseudo-tracklet, "
+                         "only certain negatives: same frame or another video) or pairs (ISR's adjacent pairs, in-batch "
+                         "negatives)", choices=list(SAMPLERS), group="Training")
+    other_video_negatives: bool = field(True, help="tracklet sampler: people of other videos are negatives too (off: only "
+                                        "other people in the same frame, which forces the model to look at the person, "
+                                        "not the scene)", group="Training")
     augment: float = field(1.0, help="camera-like augmentation strength (0: none); the views of a pair must differ as cameras do", group="Training")
     remine_every: int = field(5, help="re-mine pairs with the current model every N epochs (0: never)", group="Training")
     eval_every: int = field(1, help="evaluate on the labelled dataset every N epochs (0: only at the end)", group="Training")
-    dataset: str = field("", help="labelled dataset to evaluate on (empty: the first one, if any)", group="Training")
+    dataset: str = field("", help="labelled datasets to evaluate on each epoch, comma-separated (empty: all of them)",
+                         group="Training")
     max_minutes: float = field(0.0, help="stop cleanly after this many minutes (0: no limit)", group="Training")
     seed: int = field(0, help="random seed", group="Training")
     device: str = field("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps", group="Hardware")
@@ -99,7 +109,7 @@ class TrainConfig(MiningFields):
     amp: bool = field(True, help="mixed precision and channels-last on CUDA", group="Hardware")
 
     def spec(self) -> ModelSpec:
-        return ModelSpec(self.arch, self.dim, self.height, self.width, self.pooling, int(self.last_stride))
+        return ModelSpec(self.arch, self.dim, self.height, self.width, self.pooling, int(self.last_stride), float(self.colour))
 
 
 def mining_params(cfg: MiningFields, gate: bool) -> MiningParams:
@@ -140,7 +150,14 @@ def _open(project_root: Path | Project) -> Project:
 
 
 def _instances(project: Project):
+    """The instances training and mining may use: every video's, less the frames that a
+    cross-time split holds out."""
+    from idstudio.services.splits import training_mask
+
     table = project.instance_table()
+    keep = training_mask(project, table)
+    if not keep.all():
+        table = table.subset(np.flatnonzero(keep))
     if len(table) == 0:
         raise UserError("This project has no instances from videos to mine; import a video first (`idstudio import-video` or `import-mot`).")
     return table
@@ -322,27 +339,6 @@ def mine(project_root: Path | Project, config: MineConfig | None = None, ctx: Jo
 
 
 # ---- training ---------------------------------------------------------------------------------
-def frame_batches(frame_key: np.ndarray, batch_size: int, rng: np.random.Generator, n_batches: int | None = None) -> list[np.ndarray]:
-    """Pair indices grouped by their earlier frame (same-frame pairs are free negatives of
-    each other), groups in random order, packed into batches of ``batch_size``; cycles
-    through the pairs until ``n_batches`` batches exist (one pass when None)."""
-    order = np.argsort(frame_key, kind="stable")
-    keys = frame_key[order]
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    groups = np.split(order, starts[1:])
-    batches: list[np.ndarray] = []
-    while True:
-        perm = rng.permutation(len(groups))
-        flat = np.concatenate([rng.permutation(groups[g]) for g in perm])
-        full = len(flat) // batch_size
-        for i in range(full):
-            batches.append(flat[i * batch_size:(i + 1) * batch_size])
-            if n_batches is not None and len(batches) >= n_batches:
-                return batches
-        if n_batches is None or full == 0:
-            return batches
-
-
 def lr_lambda(warmup: int, total: int):
     def f(step: int) -> float:
         if step < warmup:
@@ -375,29 +371,59 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((v, tuple(s), g))
 
 
-def _evaluator(project: Project, dataset: str):
-    """A function model -> metrics dict on the labelled dataset, or None when there is none."""
+EVAL_KEYS = ("mAP", "rank1", "rank5", "mINP")
+
+
+def _evaluator(project: Project, datasets: str):
+    """A function model -> {dataset name: metrics} over the chosen labelled datasets
+    (comma-separated names; empty: all of them), and their names; (None, []) when the
+    project has none."""
     if not project.datasets():
-        return None, None
-    ds = project.dataset(dataset or None)
-    try:
-        from idstudio.services.evaluation import evaluate_model  # the evaluation area's code
+        return None, []
+    chosen = [project.dataset(name.strip()) for name in datasets.split(",") if name.strip()] or project.datasets()
+    from idstudio.services.evaluation import evaluate_model
 
-        def run(model):
-            return evaluate_model(project, model, ds["name"])
-    except ImportError:
-        from idstudio.core.embed import embed_instances
-        from idstudio.core.evaluate import evaluate_features
+    def run(model) -> dict[str, dict[str, float]]:
+        return {d["name"]: {k: float(v) for k, v in evaluate_model(project, model, d["name"]).items() if k in EVAL_KEYS}
+                for d in chosen}
+    return run, [d["name"] for d in chosen]
 
-        split = project.dataset_split(ds["id"])
 
-        def run(model):
-            q, g = split["query"], split["gallery"]
-            qf = embed_instances(project, model, q.id)
-            gf = embed_instances(project, model, g.id)
-            r = evaluate_features(qf, gf, q.identity, q.camera, g.identity, g.camera)
-            return {"mAP": float(r.mAP), "rank1": float(r.cmc[0])}
-    return run, ds["name"]
+def eval_summary(per_dataset: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The figures an epoch reports: the mean over datasets of each metric (which picks
+    best.pt) and, with several datasets, each one's figures under ``datasets``."""
+    if not per_dataset:
+        return {}
+    out: dict[str, Any] = {k: float(np.mean([m[k] for m in per_dataset.values()])) for k in EVAL_KEYS
+                           if all(k in m for m in per_dataset.values())}
+    if len(per_dataset) > 1:
+        out["datasets"] = per_dataset
+    return out
+
+
+def log_eval(ctx: JobContext, step: int, figures: dict[str, Any]) -> None:
+    for k, v in figures.items():
+        if k != "datasets":
+            ctx.metric(f"eval/{k}", step, v)
+    for name, m in figures.get("datasets", {}).items():
+        for k in ("mAP", "rank1"):
+            ctx.metric(f"eval/{name}/{k}", step, m[k])
+
+
+def _describe_map(figures: dict[str, Any]) -> str:
+    text = f"{figures['mAP']:.3f}"
+    if "datasets" in figures:
+        text += " (mean; " + ", ".join(f"{n} {m['mAP']:.3f}" for n, m in figures["datasets"].items()) + ")"
+    return text
+
+
+def _per_dataset_summary(start: dict[str, Any], end: dict[str, Any], names: list[str]) -> dict[str, dict[str, Any]]:
+    """{dataset: {mAP_start, mAP_end, rank1_start, rank1_end}} for ``train --json``."""
+    def figures(m: dict[str, Any], name: str) -> dict[str, Any]:
+        return m.get("datasets", {}).get(name) or (m if len(names) == 1 else {})
+    return {name: {"mAP_start": figures(start, name).get("mAP"), "mAP_end": figures(end, name).get("mAP"),
+                   "rank1_start": figures(start, name).get("rank1"), "rank1_end": figures(end, name).get("rank1")}
+            for name in names}
 
 
 class _Run:
@@ -540,7 +566,7 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
         model = model.to(memory_format=torch.channels_last)
     ctx.progress(0, len(table), "decoding crops")
     crops = CropStore.load(project, table.id, spec)
-    evaluate, dataset_name = _evaluator(project, cfg.dataset) if writer else (None, None)
+    evaluate, dataset_names = _evaluator(project, cfg.dataset) if writer else (None, [])
 
     def do_eval(step_model) -> dict[str, Any]:
         if evaluate is None:
@@ -549,7 +575,7 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
         with torch.inference_mode():
             m = evaluate(step_model)
         step_model.train()
-        return {k: float(v) for k, v in m.items() if isinstance(v, (int, float)) and k in ("mAP", "rank1", "rank5", "mINP")}
+        return eval_summary(m)
 
     # ---- state ----
     start_epoch, start_step = 0, 0
@@ -562,10 +588,10 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
     elif writer:
         metrics0 = do_eval(model)
         history["mAP_start"] = metrics0.get("mAP")
-        for k, v in metrics0.items():
-            ctx.metric(f"eval/{k}", 0, v)
+        history["start"] = metrics0
+        log_eval(ctx, 0, metrics0)
         if metrics0:
-            ctx.log(f"Untrained model: mAP {metrics0.get('mAP', float('nan')):.3f}")
+            ctx.log(f"Before training: mAP {_describe_map(metrics0)}")
     history = _broadcast(history)
 
     def remine(epoch: int, gate: bool):
@@ -617,13 +643,15 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
         if len(a) < cfg.batch_size * world:
             raise UserError(f"Batch size {cfg.batch_size}{' x ' + str(world) + ' processes' if world > 1 else ''} is larger than the "
                             f"{len(a)} mined pairs; use --batch-size {max(2, len(a) // world)} or less.")
-        ai, bi = crops.index_of(a), crops.index_of(b)
-        frame_key = table.video_id[ai] * 10_000_000 + table.frame[ai]
-        ds = PairDataset(crops, ai, bi, rel)
-        return ds, frame_key, torch.from_numpy(comp), torch.from_numpy(pos)
+        try:
+            return make_sampler(cfg.sampler, crops, table.video_id, table.frame, crops.index_of(a), crops.index_of(b),
+                                rel, comp, pos, tau=cfg.tau, other_video_negatives=cfg.other_video_negatives)
+        except ValueError:
+            raise UserError("The mined pairs form no pseudo-tracklet of two or more instances; use --sampler pairs, "
+                            "lower --min-reliability or import more video.") from None
 
-    data = build_data(pairs)
-    steps_per_epoch = cfg.steps_per_epoch or len(data[0]) // (cfg.batch_size * world)
+    sampler = build_data(pairs)
+    steps_per_epoch = cfg.steps_per_epoch or sampler.natural_steps(cfg.batch_size * world)
     total_steps = max(1, steps_per_epoch * cfg.epochs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, total_steps))
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -638,9 +666,8 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
     workers = cfg.workers if cfg.workers >= 0 else (min(4, (os.cpu_count() or 2) - 1) if device.type == "cuda" else 0)
 
     def loader_for(epoch: int):
-        ds, frame_key, comp, pos = data
         rng = np.random.default_rng([cfg.seed, epoch])
-        batches = frame_batches(frame_key, cfg.batch_size, rng, steps_per_epoch * world)
+        ds, batches = sampler.epoch(cfg.batch_size, steps_per_epoch * world, rng)
         batches = batches[rank::world][start_step:]
         kw: dict[str, Any] = {}
         if workers > 0:
@@ -668,10 +695,9 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
         if (cfg.remine_every and epoch > 0 and epoch % cfg.remine_every == 0 and start_step == 0
                 and history["rounds"][-1]["epoch"] != epoch):
             result = remine(epoch, cfg.spatial_gate == "on")
-            data = build_data((result.a, result.b, result.reliability.astype(np.float32), result.component))
+            sampler = build_data((result.a, result.b, result.reliability.astype(np.float32), result.component))
             ddp.train()
         batches, loader = loader_for(epoch)
-        comp_all, pos_all = data[2], data[3]
         t_epoch = time.perf_counter()
         seen = 0
         loss_sum = 0.0
@@ -685,8 +711,7 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
             with torch.autocast(device.type, enabled=use_amp):
                 z = ddp(x)
             za, zb = z[:len(va)], z[len(va):]  # a views first, then b
-            loss = reliability_info_nce(za, zb, w.to(device), tau=cfg.tau, component=comp_all[idx].to(device),
-                                        positive=pos_all[idx].to(device))
+            loss = sampler.loss(za, zb, w, idx)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -717,8 +742,7 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
             is_last = stopped or done_epoch >= cfg.epochs
             if (cfg.eval_every and done_epoch % cfg.eval_every == 0) or is_last:
                 last_metrics = do_eval(model)
-                for k, v in last_metrics.items():
-                    ctx.metric(f"eval/{k}", done_epoch, v)
+                log_eval(ctx, done_epoch, last_metrics)
             ckpt_epoch, ckpt_step = (epoch, start_step) if stopped else (done_epoch, 0)
             run.checkpoint("last", model, ckpt_epoch, last_metrics, **state_extra(ckpt_epoch, ckpt_step))
             score = last_metrics.get("mAP")
@@ -727,15 +751,16 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
                 run.checkpoint("best", model, ckpt_epoch, last_metrics)
             run.set(epochs_done=done_epoch)
             ctx.log(f"epoch {done_epoch}: loss {loss_sum / max(1, len(batches)):.4f}, {seen / max(elapsed, 1e-9):.1f} pairs/s"
-                    + (f", mAP {last_metrics['mAP']:.3f}" if "mAP" in last_metrics else ""))
+                    + (f", mAP {_describe_map(last_metrics)}" if "mAP" in last_metrics else ""))
         epoch = done_epoch if not stopped else epoch
     if world > 1:
         torch.distributed.barrier()
     last_round = history["rounds"][-1] if history["rounds"] else {}
     summary = {"run_id": run.id, "epochs_done": epoch if stopped else min(epoch, cfg.epochs),
-               "status": "stopped" if stopped else "finished", "dataset": dataset_name,
+               "status": "stopped" if stopped else "finished", "dataset": ", ".join(dataset_names) or None,
                "mAP_start": history.get("mAP_start"), "mAP_end": last_metrics.get("mAP") if last_metrics else None,
                "rank1_end": last_metrics.get("rank1") if last_metrics else None,
+               "datasets": _per_dataset_summary(history.get("start") or {}, last_metrics, dataset_names),
                "precision": last_round.get("precision"), "recall": last_round.get("recall"),
                "largest_component_share": last_round.get("largest_component_share"),
                "rounds": history["rounds"], "seconds": round(time.perf_counter() - t_start, 1), "device": str(device),

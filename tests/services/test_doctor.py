@@ -31,7 +31,7 @@ def test_doctor_here_reports_gpu_reason_and_everything_else_ok(tmp_path):
     proc = run_doctor(str(tmp_path), QT_QPA_PLATFORM="offscreen")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checks = checks_of(proc)
-    assert set(checks) == {"idstudio", "Python", "torch/torchvision", "GPU", "Qt platform", "OpenCV", "faiss", "Project folder"}
+    assert set(checks) == {"idstudio", "Python", "torch/torchvision", "GPU", "Qt platform", "OpenCV", "faiss", "Pretrained weights", "Project folder"}
     for name, check in checks.items():
         if name == "GPU":
             continue

@@ -69,12 +69,24 @@ KNOWN = {
     "eval/mAP": ("eval", "mAP", 100.0),
     "eval/rank1": ("eval", "Rank-1", 100.0),
 }
+# With several labelled datasets the trainer also logs eval/<dataset>/mAP (and rank1): one
+# mAP curve per dataset; eval/mAP is then their mean.
+PER_DATASET_PREFIX = "eval/"
 MEAN_RELIABILITY = "mine/mean_reliability"
+
+
+def metric_info(name: str) -> tuple[str, str, float] | None:
+    """(plot, legend label, scale) of a metric name; None: not plotted."""
+    if name in KNOWN:
+        return KNOWN[name]
+    if name.startswith(PER_DATASET_PREFIX) and name.endswith("/mAP") and name.count("/") == 2:
+        return "eval", f"{name.split('/')[1]} mAP", 100.0
+    return None
 
 
 def plot_for(name: str) -> str | None:
     """Which plot a metric name belongs to (None: not plotted)."""
-    entry = KNOWN.get(name)
+    entry = metric_info(name)
     return entry[0] if entry else None
 
 
@@ -148,6 +160,13 @@ class TrainPlots(pg.GraphicsLayoutWidget):
             self.empty_labels[key] = empty
             self.plots[key] = plot
 
+    def _label(self, name: str) -> str:
+        """Legend label; beside per-dataset curves, the plain mAP/Rank-1 are their means."""
+        label = metric_info(name)[1]
+        if name in ("eval/mAP", "eval/rank1") and any(n.count("/") == 2 for n in self.series if n.startswith(PER_DATASET_PREFIX)):
+            label = f"mean {label}"
+        return label
+
     def clear_all(self) -> None:
         for curve in self.curves.values():
             for plot in self.plots.values():
@@ -165,14 +184,14 @@ class TrainPlots(pg.GraphicsLayoutWidget):
             return
         xs, ys = self.series.setdefault(name, ([], []))
         xs.append(step)
-        ys.append(value * KNOWN[name][2])
+        ys.append(value * metric_info(name)[2])
         self._dirty.add(name)
 
     def set_series(self, name: str, points: list[tuple[float, float]]) -> None:
         """Replace one series (e.g. mean reliability, read from the database)."""
         if plot_for(name) is None:
             return
-        self.series[name] = ([p[0] for p in points], [p[1] * KNOWN[name][2] for p in points])
+        self.series[name] = ([p[0] for p in points], [p[1] * metric_info(name)[2] for p in points])
         self._dirty.add(name)
 
     def load(self, series: dict[str, list[tuple[float, float]]]) -> None:
@@ -193,7 +212,7 @@ class TrainPlots(pg.GraphicsLayoutWidget):
                 plot = self.plots[key]
                 colour = PALETTE[sum(1 for n in self.curves if plot_for(n) == key) % len(PALETTE)]
                 many = key in ("loss", "lr")
-                curve = plot.plot([], [], pen=pg.mkPen(colour, width=1.5), name=KNOWN[name][1],
+                curve = plot.plot([], [], pen=pg.mkPen(colour, width=1.5), name=self._label(name),
                                   symbol=None if many else "o", symbolSize=5, symbolBrush=colour, symbolPen=None)
                 if many:
                     curve.setDownsampling(auto=True, method="peak")

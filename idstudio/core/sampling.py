@@ -1,0 +1,111 @@
+"""How the trainer turns a mining round into batches and a loss: one class per sampler.
+
+* ``pairs`` (ISR as published): the mined adjacent pairs are the positives, batches are
+  grouped by frame, every other element of the batch is a negative except pairs of the
+  same pseudo-tracklet (``reliability_info_nce``). Works on the synthetic world, where
+  in-batch elements of other frames are mostly other people.
+* ``tracklet`` (real video): positives far apart inside a pseudo-tracklet, certain
+  negatives only (``core.tracklets``, ``masked_info_nce``). Real clips hold 10-30 people:
+  most in-batch "negatives" of other frames of one video are the same person.
+
+Both take crop-store rows, aligned with the instance table the crops were loaded for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from idstudio.core.data import CropStore, PairDataset
+from idstudio.core.losses import masked_info_nce, reliability_info_nce
+from idstudio.core.tracklets import build_tracklets, certain_negatives, tracklet_batches
+
+SAMPLERS = ("tracklet", "pairs")
+
+
+def frame_batches(frame_key: np.ndarray, batch_size: int, rng: np.random.Generator, n_batches: int | None = None) -> list[np.ndarray]:
+    """Pair indices grouped by their earlier frame (same-frame pairs are free negatives of
+    each other), groups in random order, packed into batches of ``batch_size``; cycles
+    through the pairs until ``n_batches`` batches exist (one pass when None)."""
+    order = np.argsort(frame_key, kind="stable")
+    keys = frame_key[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    groups = np.split(order, starts[1:])
+    batches: list[np.ndarray] = []
+    while True:
+        perm = rng.permutation(len(groups))
+        flat = np.concatenate([rng.permutation(groups[g]) for g in perm])
+        full = len(flat) // batch_size
+        for i in range(full):
+            batches.append(flat[i * batch_size:(i + 1) * batch_size])
+            if n_batches is not None and len(batches) >= n_batches:
+                return batches
+        if n_batches is None or full == 0:
+            return batches
+
+
+class PairSampler:
+    """ISR's adjacent pairs with in-batch negatives (same-tracklet entries masked)."""
+
+    name = "pairs"
+
+    def __init__(self, crops: CropStore, video: np.ndarray, frame: np.ndarray, a: np.ndarray, b: np.ndarray,
+                 weight: np.ndarray, component: np.ndarray, positive: np.ndarray, tau: float, **_: object):
+        self.dataset = PairDataset(crops, a, b, weight)
+        self.frame_key = video[a] * 10_000_000 + frame[a]
+        self.component = torch.from_numpy(np.asarray(component, np.int64))
+        self.positive = torch.from_numpy(np.asarray(positive, bool))
+        self.tau = tau
+
+    def natural_steps(self, batch: int) -> int:
+        return max(1, len(self.dataset) // batch)
+
+    def epoch(self, batch_size: int, n_batches: int, rng: np.random.Generator) -> tuple[PairDataset, list[np.ndarray]]:
+        return self.dataset, frame_batches(self.frame_key, batch_size, rng, n_batches)
+
+    def loss(self, za: torch.Tensor, zb: torch.Tensor, weight: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        device = za.device
+        return reliability_info_nce(za, zb, weight.to(device), tau=self.tau, component=self.component[idx].to(device),
+                                    positive=self.positive[idx].to(device))
+
+
+class TrackletSampler:
+    """Far-apart positives inside pseudo-tracklets, certain negatives only."""
+
+    name = "tracklet"
+
+    def __init__(self, crops: CropStore, video: np.ndarray, frame: np.ndarray, a: np.ndarray, b: np.ndarray,
+                 weight: np.ndarray, component: np.ndarray, positive: np.ndarray, tau: float,
+                 other_video_negatives: bool = True):
+        self.other_video_negatives = other_video_negatives
+        self.crops = crops
+        self.video = np.asarray(video, np.int64)
+        self.frame = np.asarray(frame, np.int64)
+        self.frame_key = self.video * 10_000_000 + self.frame
+        self.tracklets = build_tracklets(a, b, weight, component, positive, self.frame)
+        if not len(self.tracklets):
+            raise ValueError("no tracklets")
+        self.tau = tau
+        self._anchor_video = np.zeros(0, np.int64)
+        self._anchor_key = np.zeros(0, np.int64)
+
+    def natural_steps(self, batch: int) -> int:
+        return max(1, len(self.tracklets.row_tracklets) // batch)
+
+    def epoch(self, batch_size: int, n_batches: int, rng: np.random.Generator) -> tuple[PairDataset, list[np.ndarray]]:
+        anchors, positives, owners = tracklet_batches(self.tracklets, self.frame_key, self.frame, batch_size,
+                                                      n_batches, rng)
+        self._anchor_video, self._anchor_key = self.video[anchors], self.frame_key[anchors]
+        dataset = PairDataset(self.crops, anchors, positives, self.tracklets.weight[owners])
+        return dataset, [np.arange(i * batch_size, (i + 1) * batch_size) for i in range(n_batches)]
+
+    def loss(self, za: torch.Tensor, zb: torch.Tensor, weight: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        rows = idx.numpy()
+        certain = torch.from_numpy(certain_negatives(self._anchor_video[rows], self._anchor_key[rows],
+                                                     self.other_video_negatives))
+        return masked_info_nce(za, zb, certain, weight.to(za.device), tau=self.tau)
+
+
+def make_sampler(name: str, *args, **kwargs) -> PairSampler | TrackletSampler:
+    """The sampler called ``name`` (see ``SAMPLERS``)."""
+    return {"pairs": PairSampler, "tracklet": TrackletSampler}[name](*args, **kwargs)
