@@ -129,20 +129,43 @@ def main() -> None:
     train_s = time.perf_counter() - started
 
     from idstudio.core.model import build_model
+    from idstudio.core.store import Project
     from idstudio.services.evaluation import ColorHistogram
     from idstudio.services.models import load_model
-    from idstudio.core.store import Project
 
+    run_cfg = cfgmod.from_dict(TrainConfig, json.loads((run_root / "runs" / summary["run_id"] / "config.json").read_text()))
     with Project.open(run_root) as project:
         trained, _ = load_model(project, summary["run_id"])
     rows = {
         "colorhist": evaluate_all(run_root, ColorHistogram()),
-        "untrained": evaluate_all(run_root, build_model(cfg.spec(), weights="none")[0]),
-        "start": evaluate_all(run_root, build_model(cfg.spec(), weights=cfg.weights)[0]),
+        "untrained": evaluate_all(run_root, build_model(run_cfg.spec(colour=False), weights="none")[0]),
+        "imagenet": evaluate_all(run_root, build_model(run_cfg.spec(colour=False), weights=run_cfg.weights)[0]),
+        "start": evaluate_all(run_root, build_model(run_cfg.spec(), weights=run_cfg.weights)[0]),
         "trained": evaluate_all(run_root, trained),
     }
-    print(json.dumps({"rows": rows, "summary": {k: summary.get(k) for k in ("epochs_done", "seconds", "rounds")},
-                      "train_seconds": train_s}, default=str))
+    sets = {}
+    for name in rows["trained"]:
+        entry: dict[str, object] = {row: round(rows[row][name]["mAP"], 4) for row in rows}
+        entry["rank1"] = {row: round(rows[row][name]["rank1"], 4) for row in rows}
+        sets[name] = entry
+    print_table(sets)
+    print(json.dumps({"sets": sets, "start": summary_start(run_root, summary["run_id"]), "config": cfgmod.to_dict(run_cfg),
+                      "epochs_done": summary.get("epochs_done"), "train_seconds": round(train_s, 1),
+                      "rounds": [{k: r.get(k) for k in ("epoch", "n_pairs", "precision", "recall")} for r in summary["rounds"]]},
+                     default=str))
+
+
+def summary_start(run_root: Path, run_id: str) -> str:
+    return json.loads((run_root / "runs" / run_id / "config.json").read_text()).get("start", "")
+
+
+ROWS = ("colorhist", "untrained", "imagenet", "start", "trained")
+
+
+def print_table(sets: dict[str, dict]) -> None:
+    print(f"{'set':28s}" + "".join(f"{row:>11s}" for row in ROWS) + "   trained Rank-1")
+    for name, entry in sets.items():
+        print(f"{name:28s}" + "".join(f"{entry[row]:11.3f}" for row in ROWS) + f"   {entry['rank1']['trained']:.3f}")
 
 
 if __name__ == "__main__":

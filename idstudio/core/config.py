@@ -49,6 +49,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     names = {f.name for f in dataclasses.fields(cls)}
+    data = {k: v for k, v in data.items() if k not in getattr(cls, "INFO_KEYS", ())}
     unknown = sorted(set(data) - names)
     if unknown:
         raise UserError(f"Unknown config key(s) {', '.join(unknown)}; valid keys are {', '.join(sorted(names))}.")
@@ -99,9 +100,11 @@ def load_file(path: Path) -> dict[str, Any]:
         raise UserError(f"Config file {path} is not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}.") from None
 
 
-def save(config: Any, path: Path) -> None:
+def save(config: Any, path: Path, **info: Any) -> None:
+    """The config as JSON; ``info`` adds read-only facts of the job (keys listed in the
+    class's ``INFO_KEYS``, which ``from_dict`` skips), e.g. which start a run used."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_dict(config), indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps({**to_dict(config), **info}, indent=2) + "\n", encoding="utf-8")
 
 
 def ordered_fields(cls: type) -> list[dataclasses.Field]:

@@ -71,14 +71,14 @@ def resolve_checkpoint(project: Project, ref: str | Path | CheckpointRef | None 
 
 def default_spec(project: Project) -> ModelSpec:
     """The spec of the project's latest training config, else the default spec."""
+    from idstudio.core import config as cfgmod
+    from idstudio.services.training import TrainConfig
+
     row = project.query("SELECT config FROM runs WHERE kind = 'train' ORDER BY created_at DESC LIMIT 1")
     if row:
         try:
-            cfg = json.loads(row[0]["config"])
-            return ModelSpec(arch=cfg.get("arch", "resnet18"), dim=int(cfg.get("dim", 256)),
-                             height=int(cfg.get("height", 128)), width=int(cfg.get("width", 64)),
-                             pooling=cfg.get("pooling", "gem"), last_stride=int(cfg.get("last_stride", 1)),
-                             colour=float(cfg.get("colour", 0.0)))
+            cfg = cfgmod.from_dict(TrainConfig, json.loads(row[0]["config"]))
+            return cfg.spec(colour=cfg.colour == "on")
         except (ValueError, TypeError, UserError):
             pass
     return ModelSpec()

