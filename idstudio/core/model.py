@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from idstudio.core.colour import DIM as COLOUR_DIM, colour_histogram
+from idstudio.core.colour import DIM as COLOUR_DIM, colour_descriptor
 from idstudio.core.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -210,6 +210,23 @@ class EmbeddingModel(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         nn.init.normal_(self.proj.weight, std=channels ** -0.5)
 
+    def freeze(self, share: float) -> int:
+        """Freeze the leading ``share`` of the backbone's modules (weights and BatchNorm
+        statistics) for fine-tuning; returns how many. A few videos cannot re-teach the
+        generic early features, and training them drifts away from what transfers across
+        cameras; frozen, they also cost no backward pass."""
+        self.frozen = int(len(self.backbone) * min(max(share, 0.0), 1.0))
+        for module in list(self.backbone)[:self.frozen]:
+            module.requires_grad_(False)
+        self.train(self.training)
+        return self.frozen
+
+    def train(self, mode: bool = True) -> "EmbeddingModel":
+        super().train(mode)
+        for module in list(self.backbone)[:getattr(self, "frozen", 0)]:
+            module.eval()
+        return self
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.mean) / self.std
         f = self.pool(self.backbone(x))
@@ -218,10 +235,12 @@ class EmbeddingModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.neck(self.features(x))
         z = F.normalize(self.proj(f).float(), dim=1)
-        if self.spec.colour > 0:
-            # The learned part is trained together with a fixed colour descriptor, so it
-            # learns what colour misses; spec.dim counts both parts.
-            z = F.normalize(torch.cat([z, self.spec.colour * colour_histogram(x)], dim=1), dim=1)
+        if self.spec.colour > 0 and not self.training:
+            # The fixed colour part joins at inference (spec.dim counts both parts). In
+            # training mode the loss sees the learned part alone: with the colour part in
+            # it, the colour similarity would dominate and the learned part's gradient
+            # would shrink by the weight's square.
+            z = F.normalize(torch.cat([z, self.spec.colour * colour_descriptor(x)], dim=1), dim=1)
         return z
 
 

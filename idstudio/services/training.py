@@ -74,24 +74,26 @@ class TrainConfig(MiningFields):
     GROUPS: ClassVar[tuple[str, ...]] = ("Model", "Training", "Mining", "Hardware")
     INFO_KEYS: ClassVar[tuple[str, ...]] = ("start",)  # written into config.json, never read back as settings
 
-    arch: str = field("resnet18", help="backbone", choices=list(archs()), group="Model")
-    dim: int = field(256, help="embedding size of the learned part (a colour part adds its 256 bins)", group="Model")
-    height: int = field(64, help="crop height", group="Model")
-    width: int = field(32, help="crop width", group="Model")
+    arch: str = field("mobilenet_v2", help="backbone", choices=list(archs()), group="Model")
+    dim: int = field(256, help="embedding size of the learned part (a colour part adds its 512 bins)", group="Model")
+    height: int = field(128, help="crop height", group="Model")
+    width: int = field(64, help="crop width", group="Model")
     pooling: str = field("gem", help="global pooling", choices=["gem", "avg"], group="Model")
     last_stride: int = field(2, help="stride of the last ResNet stage (1: finer map, slower)", choices=[1, 2], group="Model")
     colour: str = field("auto", help="a fixed colour-histogram part beside the learned embedding: on, off, or auto (on "
                         "when a colour histogram beats the start model on the labelled datasets, or when there are none)",
                         choices=["auto", "on", "off"], group="Model")
-    colour_weight: float = field(1.0, help="weight of the colour part against the learned part", group="Model")
+    colour_weight: float = field(3.0, help="weight of the colour part against the learned part", group="Model")
     weights: str = field("auto", help="start: auto (offline ImageNet weights, else random), imagenet, none or a .pth file",
                          group="Model")
     init: str = field("", help="start from this idstudio checkpoint or run id instead", group="Model")
-    epochs: int = field(10, help="training epochs", group="Training")
-    steps_per_epoch: int = field(60, help="batches per epoch (0: one pass over the pairs)", group="Training")
-    batch_size: int = field(64, help="pairs per batch (per process under torchrun)", group="Training")
+    freeze: float = field(0.5, help="share of the backbone's leading modules kept frozen (weights and BatchNorm "
+                          "statistics); 0: train all", group="Training")
+    epochs: int = field(8, help="training epochs", group="Training")
+    steps_per_epoch: int = field(40, help="batches per epoch (0: one pass over the pairs)", group="Training")
+    batch_size: int = field(32, help="pairs per batch (per process under torchrun)", group="Training")
     optimizer: str = field("adamw", help="optimiser", choices=["adamw", "sgd"], group="Training")
-    lr: float = field(1e-3, help="peak learning rate", group="Training")
+    lr: float = field(3e-4, help="peak learning rate", group="Training")
     weight_decay: float = field(5e-4, help="weight decay", group="Training")
     warmup_steps: int = field(20, help="linear warm-up steps before the cosine decay", group="Training")
     tau: float = field(0.1, help="InfoNCE temperature", group="Training")
@@ -101,9 +103,11 @@ class TrainConfig(MiningFields):
     other_video_negatives: bool = field(True, help="tracklet sampler: people of other videos are negatives too (off: only "
                                         "other people in the same frame, which forces the model to look at the person, "
                                         "not the scene)", group="Training")
-    augment: float = field(1.0, help="camera-like augmentation strength (0: none); the views of a pair must differ as cameras do", group="Training")
-    remine_every: int = field(5, help="re-mine pairs with the current model every N epochs (0: never)", group="Training")
-    eval_every: int = field(1, help="evaluate on the labelled dataset every N epochs (0: only at the end)", group="Training")
+    augment: float = field(-1.0, help="camera-like augmentation strength (0: none; -1: auto, 1.0 without the colour "
+                           "part, where colour casts differ between cameras, 0.3 with it, where colour is a cue to keep)",
+                           group="Training")
+    remine_every: int = field(4, help="re-mine pairs with the current model every N epochs (0: never)", group="Training")
+    eval_every: int = field(2, help="evaluate on the labelled datasets every N epochs (0: only at the end)", group="Training")
     dataset: str = field("", help="labelled datasets to evaluate on each epoch, comma-separated (empty: all of them)",
                          group="Training")
     max_minutes: float = field(0.0, help="stop cleanly after this many minutes (0: no limit)", group="Training")
@@ -316,8 +320,9 @@ def mine(project_root: Path | Project, config: MineConfig | None = None, ctx: Jo
     ref = resolve_checkpoint(project, cfg.checkpoint or None)
     if ref.path is None:
         model, message = build_model(ModelSpec(cfg.arch, cfg.dim, cfg.height, cfg.width, last_stride=2), weights=cfg.weights, seed=0)
-        trained = message.startswith("Start: ImageNet")
-        key = "init" if cfg.weights in ("auto", "none") and not trained else f"init:{cfg.weights}"
+        trained = False  # ImageNet features are not identity features: the gate stays on (auto)
+        imagenet = message.startswith("Start: ImageNet")
+        key = f"init:{cfg.weights}" if cfg.weights not in ("auto", "none") else ("init:imagenet" if imagenet else "init")
     else:
         model, _ = load_model(project, ref)
         message, trained, key = f"Model: {ref.key}.", True, ref.key
@@ -523,6 +528,7 @@ def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | No
     table = _instances(project)
     t_start = time.perf_counter()
     payload: dict[str, Any] | None = None
+    colour_why = ""
     if resume:
         run_dir = project.runs_dir / resume
         if not (run_dir / "last.pt").is_file():
@@ -549,8 +555,7 @@ def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | No
             message = f"Start: checkpoint {ref.key}."
         else:
             if cfg.colour == "auto" and writer:
-                cfg.colour, why = choose_colour(project, cfg)
-                ctx.log(why)
+                cfg.colour, colour_why = choose_colour(project, cfg)
             cfg.colour = _broadcast(cfg.colour)
             model, message = build_model(cfg.spec(), weights=cfg.weights, seed=cfg.seed)
         start = message
@@ -568,7 +573,10 @@ def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | No
                                      (run_id, to_json(cfgmod.to_dict(cfg)), f"{device}" + (f" x{world}" if world > 1 else ""), time.time()))
     ctx.log(message)
     ctx.log(f"Run {run_id} on {device}" + (f" ({world} processes)" if world > 1 else "") + ".")
-    trained_start = message.startswith(("Start: ImageNet", "Start: checkpoint")) or resume is not None
+    if colour_why:
+        ctx.log(colour_why)
+    # ImageNet features are not identity features: the first round keeps the spatial gate.
+    trained_start = message.startswith("Start: checkpoint") or resume is not None
     try:
         return _train_loop(project, cfg, ctx, run, model, payload, table, device, rank, world, trained_start, t_start)
     except JobCancelled:
@@ -657,6 +665,8 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
         pairs = _broadcast(load_round_pairs(round_id) if writer else None)
 
     # ---- model, optimiser, schedule ----
+    if cfg.freeze > 0:
+        ctx.log(f"Fine-tuning: the first {model.freeze(cfg.freeze)} of {len(model.backbone)} backbone modules are frozen.")
     if world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     else:
@@ -696,7 +706,8 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
             scaler.load_state_dict(payload["scaler"])
         _set_rng_state(payload["rng"])
 
-    augment = train_transform(cfg.augment) if cfg.augment > 0 else v2.ToDtype(torch.float32, scale=True)
+    strength = cfg.augment if cfg.augment >= 0 else (0.3 if cfg.colour == "on" else 1.0)
+    augment = train_transform(strength) if strength > 0 else v2.ToDtype(torch.float32, scale=True)
     workers = cfg.workers if cfg.workers >= 0 else (min(4, (os.cpu_count() or 2) - 1) if device.type == "cuda" else 0)
 
     def loader_for(epoch: int):

@@ -85,15 +85,15 @@ def test_a_weights_file_of_another_arch_or_a_corrupt_one_is_one_sentence(bundled
 
 
 def test_colour_part_counts_in_dim_and_survives_a_checkpoint(tmp_path):
-    spec = ModelSpec("resnet18", dim=272, height=64, width=32, colour=1.0)
+    spec = ModelSpec("resnet18", dim=528, height=64, width=32, colour=1.0)
     model, _ = build_model(spec, weights="none")
     x = torch.rand(2, 3, 64, 32)
     with torch.no_grad():
         y = model.eval()(x)
-    assert y.shape == (2, 272) and torch.allclose(y.norm(dim=1), torch.ones(2), atol=1e-5)
+    assert y.shape == (2, 528) and torch.allclose(y.norm(dim=1), torch.ones(2), atol=1e-5)
     loaded, _ = load_checkpoint(save_checkpoint(tmp_path / "c.pt", model))
     assert loaded.spec.colour == 1.0
     with torch.no_grad():
         assert torch.allclose(loaded(x), y, atol=1e-6)
-    with pytest.raises(UserError, match="at least 272"):
+    with pytest.raises(UserError, match="at least 528"):
         ModelSpec("resnet18", dim=128, colour=1.0)
