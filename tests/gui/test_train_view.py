@@ -39,9 +39,9 @@ def test_form_is_the_cli_config(qtbot, copy_project):
     view.preset_box.setCurrentText("Quick (CPU, 3 min)")
     view.preset_box.textActivated.emit("Quick (CPU, 3 min)")
     view.form.widgets["gaps"].setText("1, 2")
-    flags = parser.parse_args(["--device", "cpu", "--epochs", "4", "--steps-per-epoch", "40", "--batch-size", "32",
-                               "--warmup-steps", "10", "--remine-every", "2", "--spatial-gate", "on", "--max-minutes", "3", "--workers", "0",
-                               "--last-stride", "2", "--gaps", "1,2"])
+    flags = parser.parse_args(["--device", "cpu", "--epochs", "3", "--steps-per-epoch", "30", "--batch-size", "32",
+                               "--warmup-steps", "10", "--remine-every", "0", "--eval-every", "1", "--max-minutes", "3",
+                               "--workers", "0", "--gaps", "1,2"])
     assert view.form.config() == cfgmod.build(TrainConfig, None, flags)
     session.close()
 
