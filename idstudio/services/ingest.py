@@ -117,10 +117,11 @@ def _ingest(project: Project, source, kind: str, detector_name: str, box_source:
 
     def flush() -> None:
         nonlocal frames_in_batch, rows, encoded
-        if frames_in_batch:
-            crops = [jpeg for future in encoded for jpeg in future.result()]
-            project.add_frames_and_instances(video_id, frames_in_batch, rows, crops, last_frame=last_number)
-        frames_in_batch, rows, encoded = [], [], []
+        batch, batch_rows, batch_encoded = frames_in_batch, rows, encoded
+        frames_in_batch, rows, encoded = [], [], []  # a batch that fails to commit is not retried
+        if batch:
+            crops = [jpeg for future in batch_encoded for jpeg in future.result()]
+            project.add_frames_and_instances(video_id, batch, batch_rows, crops, last_frame=batch[-1][0])
 
     project.update_video(video_id, error=None)
     try:
@@ -147,8 +148,11 @@ def _ingest(project: Project, source, kind: str, detector_name: str, box_source:
                     return _result(project, video_id, added_frames, added_instances, complete=False)
         flush()
     except UserError as exc:
-        flush()
-        project.update_video(video_id, error=str(exc))
+        try:
+            flush()  # the frames before a bad one are kept
+            project.update_video(video_id, error=str(exc))
+        except UserError:
+            pass  # a full or read-only disk: the first sentence is the one to show
         raise
     finally:
         encoder.shutdown(wait=True)
@@ -217,13 +221,17 @@ def import_mot(project: Project | Path, seq_dir: Path, boxes: str | None = None,
         raise UserError(f"{seq_dir.name} has no {wanted.relative_to(seq_dir)}; import it with --boxes {'det' if boxes == 'gt' else 'gt'}.")
     source = FolderSource(seq_dir / info.im_dir, fps=info.frame_rate)
     gt = read_mot_file(gt_path, "gt") if gt_path.exists() else None
+    if gt is not None:
+        ctx.log(f"{seq_dir.name}: {gt_path.name} is {gt.format} ground truth; {len(gt)} boxes kept.")
     if boxes == "gt":
         boxes_for, detector_name, box_source = _gt_boxes_for(gt), "gt", "gt"
     else:
         det = make_detector("file", det_path, min_score)
         boxes_for, detector_name, box_source = _detector_boxes_for(det, gt), det.name, det.source
     with opened(project, create=True) as proj:
-        return _ingest(proj, source, "mot", detector_name, box_source, boxes_for, info.name, ctx, name=info.name)
+        result = _ingest(proj, source, "mot", detector_name, box_source, boxes_for, info.name, ctx, name=info.name)
+    result["gt_format"] = gt.format if gt is not None else None
+    return result
 
 
 def import_market(project: Project | Path, folder: Path, name: str | None = None,
