@@ -168,8 +168,13 @@ class InstanceTable:
         return len(self.id)
 
 
+# How long a writer waits for another process's write transaction (an import's batch, a
+# mining round) before it gives up with one sentence. Batches are short, so writers take turns.
+BUSY_TIMEOUT_S = 30.0
+
+
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
