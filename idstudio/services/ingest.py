@@ -77,6 +77,7 @@ def _detector_boxes_for(detector, gt: MotBoxes | None) -> BoxesFor:
             ids = np.full(len(dets), -1, dtype=np.int64)
         return dets[:, :4], dets[:, 4], ids
 
+    boxes_for.warm = getattr(detector, "warm", None)  # type: ignore[attr-defined]
     return boxes_for
 
 
@@ -124,6 +125,17 @@ def _ingest(project: Project, source, kind: str, detector_name: str, box_source:
             project.add_frames_and_instances(video_id, batch, batch_rows, crops, last_frame=batch[-1][0])
 
     project.update_video(video_id, error=None)
+    warm = getattr(boxes_for, "warm", None)
+    if resumed and warm is not None and start_after > 0:
+        # A detector with state (the motion detector's background model) sees every frame
+        # before the resume point again, so the resumed import finds the same boxes as one
+        # that was never interrupted.
+        ctx.log(f"Replaying the {source.path.name} frames up to {start_after} to warm the {detector_name} detector.")
+        for frame in prefetch(source.frames()):
+            if frame.number > start_after:
+                break
+            warm(frame.image, frame.number)
+            ctx.check_cancelled()
     try:
         for frame in prefetch(source.frames(start_after=start_after)):
             boxes, scores, ids = boxes_for(frame.number, frame.image)
@@ -157,7 +169,14 @@ def _ingest(project: Project, source, kind: str, detector_name: str, box_source:
     finally:
         encoder.shutdown(wait=True)
     total_frames = project.count("frames", "video_id = ?", (video_id,))
-    project.update_video(video_id, status="complete", n_frames=last_number if kind == "video" else total_frames)
+    short = source.ends_early() if hasattr(source, "ends_early") else None
+    early = None
+    if short is not None:
+        early = (f"{source.path.name} ends early: only {short[0]} of the {short[1]} frames its header announces could be "
+                 f"decoded, so the file is truncated or damaged; the {short[0]} frames were imported and are kept "
+                 f"(video {video_id}), and a complete copy of the file can be imported beside them.")
+    project.update_video(video_id, status="complete", n_frames=last_number if kind == "video" else total_frames,
+                         error=early)
     ctx.progress(added_frames, added_frames, source.path.name)
     if clipped_out:
         ctx.log(f"{clipped_out} boxes lay entirely outside the frame and were dropped; others were clipped.")
@@ -167,6 +186,9 @@ def _ingest(project: Project, source, kind: str, detector_name: str, box_source:
             f"No people were found in {source.path.name} ({total_frames} frames read, kept in the project); "
             f"try another detector (--detector hog or motion) or import detections with --det."
         )
+    if early is not None:
+        ctx.log(early)
+        raise UserError(early)
     result = _result(project, video_id, added_frames, added_instances, complete=True)
     result["resumed"] = resumed
     return result
