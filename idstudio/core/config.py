@@ -136,6 +136,11 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
 
 def build(cls: type[T], config_file: Path | None = None, flags: argparse.Namespace | dict | None = None) -> T:
     """defaults -> file -> flags."""
+    return from_dict(cls, given(cls, config_file, flags))
+
+
+def given(cls: type, config_file: Path | None = None, flags: argparse.Namespace | dict | None = None) -> dict[str, Any]:
+    """Only the values given in the file and as flags (flags win), without the defaults."""
     data: dict[str, Any] = {}
     if config_file is not None:
         data.update(load_file(config_file))
@@ -143,4 +148,4 @@ def build(cls: type[T], config_file: Path | None = None, flags: argparse.Namespa
         flag_values = vars(flags) if isinstance(flags, argparse.Namespace) else dict(flags)
         names = {f.name for f in dataclasses.fields(cls)}
         data.update({k: v for k, v in flag_values.items() if k in names and v is not None})
-    return from_dict(cls, data)
+    return data

@@ -223,7 +223,18 @@ class Project:
             (root / "runs").mkdir(exist_ok=True)
         except OSError as exc:
             raise user_error(exc, root) or exc from None
+        project._mark_interrupted_runs()
         return project
+
+    def _mark_interrupted_runs(self) -> None:
+        """A run marked running whose trainer is gone (a kill, a crash) becomes 'interrupted'."""
+        from idstudio.core.runs import mark_interrupted
+
+        try:
+            with self.lock:
+                mark_interrupted(self.conn, self.runs_dir)
+        except (sqlite3.Error, OSError):
+            pass  # a read-only or busy project: the status is fixed at the next open
 
     @classmethod
     def open_or_create(cls, root: Path | str) -> "Project":
