@@ -9,6 +9,7 @@ command resumes.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -100,11 +101,15 @@ def _ingest(project: Project, source, kind: str, detector_name: str, box_source:
         video_id, start_after, resumed = row["id"], row["last_frame"], True
         ctx.log(f"Resuming the interrupted import of {source.path.name} after frame {start_after}.")
     else:
-        video_id = project.add_video(
-            name=name or source.path.name, path=str(source.path.resolve()), kind=kind, camera=camera,
-            fingerprint=fingerprint, width=source.width, height=source.height, fps=source.fps,
-            stride=source.stride, detector=detector_name,
-        )
+        try:
+            video_id = project.add_video(
+                name=name or source.path.name, path=str(source.path.resolve()), kind=kind, camera=camera,
+                fingerprint=fingerprint, width=source.width, height=source.height, fps=source.fps,
+                stride=source.stride, detector=detector_name,
+            )
+        except sqlite3.IntegrityError:  # the same file registered by another import a moment ago
+            raise UserError(f"{source.path.name} is being imported into this project by another process right now; "
+                            f"nothing was imported twice, run this import again when that one has finished.") from None
         start_after = 0
 
     estimate = _frame_estimate(source)

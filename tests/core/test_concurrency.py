@@ -99,3 +99,25 @@ def test_two_imports_and_a_mine_at_once_match_single_writer_imports(tmp_path):
     result = concurrency.run(rounds=1, frames=40, workdir=tmp_path)
     assert result["failures"] == {} and result["passed"] == 1
     assert result["instances_per_round"] == 2 * 40 * 3
+
+
+def test_the_same_video_imported_twice_at_once_is_one_sentence(tmp_path, monkeypatch):
+    from concurrency import make_walk_video
+
+    from idstudio.services import ingest
+
+    video, det = make_walk_video(tmp_path / "a.avi", n_frames=20)
+    Project.create(tmp_path / "p").close()
+    original = Project.query
+
+    def racing_query(self, sql, params=()):  # the other import registers the file between check and insert
+        rows = original(self, sql, params)
+        if sql.startswith("SELECT * FROM videos WHERE fingerprint"):
+            with Project.open(tmp_path / "p") as other:
+                other.add_video(name="a.avi", path=str(video), kind="video", camera="a", fingerprint=params[0],
+                                width=1, height=1, fps=25.0, stride=params[2], detector=params[1])
+        return rows
+
+    monkeypatch.setattr(Project, "query", racing_query)
+    with pytest.raises(UserError, match="a.avi is being imported into this project by another process right now"):
+        ingest.import_video(tmp_path / "p", video, det_file=det)
