@@ -248,8 +248,6 @@ def import_mot(project: Project | Path, seq_dir: Path, boxes: str | None = None,
         raise UserError(f"{seq_dir.name} has no {wanted.relative_to(seq_dir)}; import it with --boxes {'det' if boxes == 'gt' else 'gt'}.")
     source = FolderSource(seq_dir / info.im_dir, fps=info.frame_rate)
     gt = read_mot_file(gt_path, "gt") if gt_path.exists() else None
-    if gt is not None:
-        ctx.log(f"{seq_dir.name}: {gt_path.name} is {gt.format} ground truth; {len(gt)} boxes kept.")
     if boxes == "gt":
         boxes_for, detector_name, box_source = _gt_boxes_for(gt), "gt", "gt"
     else:
@@ -258,6 +256,8 @@ def import_mot(project: Project | Path, seq_dir: Path, boxes: str | None = None,
     with opened(project, create=True) as proj:
         result = _ingest(proj, source, "mot", detector_name, box_source, boxes_for, info.name, ctx, name=info.name)
     result["gt_format"] = gt.format if gt is not None else None
+    if gt is not None:
+        ctx.log(f"{seq_dir.name}: {gt_path.name} read as {gt.format} ground truth ({len(gt)} boxes used).")
     return result
 
 
