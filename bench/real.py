@@ -44,7 +44,6 @@ def build_project(root: Path, data: Path, small: bool = False) -> Path:
     if small:
         sequences = [p for p in sequences if p.name != "MOT16-11-half"]
     for seq in sequences:
-        seq = _as_mot16(seq, root.parent / "mot16")  # TEMPORARY until import-mot reads MOT15
         result = ingest.import_mot(root, seq, boxes="gt")
         crosstime_split(root, result.get("name") or seq.name, from_share=SPLIT_SHARE)
     if not small:
@@ -54,20 +53,6 @@ def build_project(root: Path, data: Path, small: bool = False) -> Path:
     ingest.import_market(root, data / "cuhk03-val")
     ingest.import_market(root, data / "market-sample")
     return root
-
-
-def _as_mot16(seq: Path, out: Path) -> Path:
-    lines = (seq / "gt" / "gt.txt").read_text().splitlines()
-    if len(lines[0].split(",")) != 10:
-        return seq
-    dst = out / seq.name
-    (dst / "gt").mkdir(parents=True, exist_ok=True)
-    rows = [ln.split(",") for ln in lines]
-    (dst / "gt" / "gt.txt").write_text("\n".join(",".join(r[:6] + ["1", "1", "1"]) for r in rows if r[6].strip() == "1"))
-    shutil.copy(seq / "seqinfo.ini", dst / "seqinfo.ini")
-    if not (dst / "img1").exists():
-        (dst / "img1").symlink_to(seq / "img1")
-    return dst
 
 
 def evaluate_all(project_root: Path, model) -> dict[str, dict[str, float]]:

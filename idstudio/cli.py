@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sqlite3
 import sys
 
 from idstudio import __version__
 from idstudio.core.errors import JobCancelled, UserError
+from idstudio.core.failures import user_error
 
 COMMAND_MODULES = ("project", "ingest", "datasets", "training", "evaluation", "app", "doctor")
 
@@ -45,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         result = args.handler(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error) as exc:  # a full disk or a read-only project outside the store's own writes
+        translated = user_error(exc, getattr(args, "project", None))
+        if translated is None:
+            raise
+        print(f"error: {translated}", file=sys.stderr)
         return 2
     except JobCancelled:
         print("cancelled", file=sys.stderr)

@@ -59,10 +59,12 @@ def _train(args: argparse.Namespace) -> int:
     from idstudio.services.training import TrainConfig, train
 
     cfg = config.build(TrainConfig, args.config, args)
+    # On resume only what was given (flags, config file) changes the run's saved settings.
+    changes = config.given(TrainConfig, args.config, args) if args.resume else None
     rank = int(os.environ.get("RANK", "0"))
     ctx = ProgressBarContext(quiet=rank != 0)
     try:
-        result = train(args.project, cfg, ctx, resume=args.resume)
+        result = train(args.project, cfg, ctx, resume=args.resume, changes=changes)
     finally:
         ctx.close()
     if rank != 0:

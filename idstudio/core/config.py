@@ -49,6 +49,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     names = {f.name for f in dataclasses.fields(cls)}
+    # read-only facts a job writes beside its settings (e.g. the start a run used)
     data = {k: v for k, v in data.items() if k not in getattr(cls, "INFO_KEYS", ())}
     unknown = sorted(set(data) - names)
     if unknown:
@@ -100,11 +101,9 @@ def load_file(path: Path) -> dict[str, Any]:
         raise UserError(f"Config file {path} is not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}.") from None
 
 
-def save(config: Any, path: Path, **info: Any) -> None:
-    """The config as JSON; ``info`` adds read-only facts of the job (keys listed in the
-    class's ``INFO_KEYS``, which ``from_dict`` skips), e.g. which start a run used."""
+def save(config: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({**to_dict(config), **info}, indent=2) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(to_dict(config), indent=2) + "\n", encoding="utf-8")
 
 
 def ordered_fields(cls: type) -> list[dataclasses.Field]:
@@ -139,6 +138,11 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
 
 def build(cls: type[T], config_file: Path | None = None, flags: argparse.Namespace | dict | None = None) -> T:
     """defaults -> file -> flags."""
+    return from_dict(cls, given(cls, config_file, flags))
+
+
+def given(cls: type, config_file: Path | None = None, flags: argparse.Namespace | dict | None = None) -> dict[str, Any]:
+    """Only the values given in the file and as flags (flags win), without the defaults."""
     data: dict[str, Any] = {}
     if config_file is not None:
         data.update(load_file(config_file))
@@ -146,4 +150,4 @@ def build(cls: type[T], config_file: Path | None = None, flags: argparse.Namespa
         flag_values = vars(flags) if isinstance(flags, argparse.Namespace) else dict(flags)
         names = {f.name for f in dataclasses.fields(cls)}
         data.update({k: v for k, v in flag_values.items() if k in names and v is not None})
-    return from_dict(cls, data)
+    return data

@@ -27,6 +27,9 @@ DEFAULT_DETECTOR = "motion"
 
 
 class Detector(Protocol):
+    """A detector with state across frames (motion) also has ``warm(image, frame_number)``,
+    which advances that state as ``detect`` would, without detecting."""
+
     name: str
     source: str  # the instances' `source` column
 
@@ -62,6 +65,12 @@ class MotionDetector:
         self.close_kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 9))
         self.warmup = warmup
         self.seen = 0
+
+    def warm(self, image: np.ndarray, frame_number: int) -> None:
+        """Feed a frame to the background model without detecting: a resumed import replays
+        the frames before its resume point, so its boxes equal an uninterrupted import's."""
+        self.subtractor.apply(image)
+        self.seen += 1
 
     def detect(self, image: np.ndarray, frame_number: int) -> np.ndarray:
         mask = self.subtractor.apply(image)

@@ -80,12 +80,24 @@ class VideoSource:
                 f"(`idstudio doctor` shows whether FFmpeg support is present)."
             )
         self.height, self.width = first.shape[:2]
+        # Never trusted as the count, only to notice a file that ends before it says it does.
+        self.header_frames = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+        self.decoded_frames: int | None = None  # set when a pass reaches the end of the file
         fps = capture.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else 25.0
         capture.release()
 
     def fingerprint(self) -> str:
         return file_fingerprint(self.path)
+
+    def ends_early(self) -> tuple[int, int] | None:
+        """(frames decoded, frames the header announces) when the last full pass stopped
+        clearly before the header's count — a truncated file; None otherwise. A header that
+        claims fewer frames than there are (caviar/hallway.mpg: 5 of 485) is no problem."""
+        if self.decoded_frames is None or self.header_frames <= 0:
+            return None
+        missing = self.header_frames - self.decoded_frames
+        return (self.decoded_frames, self.header_frames) if missing > max(1, self.header_frames // 100) else None
 
     def frames(self, start_after: int = 0) -> Iterator[Frame]:
         capture = cv2.VideoCapture(str(self.path))
@@ -97,9 +109,11 @@ class VideoSource:
                 if wanted:
                     ok, image = capture.read()
                     if not ok or image is None:
+                        self.decoded_frames = number - 1
                         return
                     yield Frame(number, image, None)
                 elif not capture.grab():  # skip without converting the frame
+                    self.decoded_frames = number - 1
                     return
         finally:
             capture.release()

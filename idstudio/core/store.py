@@ -23,6 +23,7 @@ import numpy as np
 import sqlite_utils
 
 from idstudio.core.errors import UserError
+from idstudio.core.failures import user_error
 
 DB_NAME = "idstudio.db"
 CROPS_NAME = "crops.db"
@@ -176,8 +177,13 @@ class InstanceTable:
         return len(self.id)
 
 
+# How long a writer waits for another process's write transaction (an import's batch, a
+# mining round) before it gives up with one sentence. Batches are short, so writers take turns.
+BUSY_TIMEOUT_S = 30.0
+
+
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(str(path), timeout=30, check_same_thread=False, isolation_level=None)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -219,11 +225,25 @@ class Project:
             crops_conn = _connect(root / CROPS_NAME)
             crops_conn.executescript(CROPS_SCHEMA)
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"Cannot open the project database in {root}: {exc}.") from None
+            raise user_error(exc, root) or UserError(f"Cannot open the project database in {root}: {exc}.") from None
         project = cls(root, conn, crops_conn)
         project._migrate()
-        (root / "runs").mkdir(exist_ok=True)
+        try:
+            (root / "runs").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise user_error(exc, root) or exc from None
+        project._mark_interrupted_runs()
         return project
+
+    def _mark_interrupted_runs(self) -> None:
+        """A run marked running whose trainer is gone (a kill, a crash) becomes 'interrupted'."""
+        from idstudio.core.runs import mark_interrupted
+
+        try:
+            with self.lock:
+                mark_interrupted(self.conn, self.runs_dir)
+        except (sqlite3.Error, OSError):
+            pass  # a read-only or busy project: the status is fixed at the next open
 
     @classmethod
     def open_or_create(cls, root: Path | str) -> "Project":
@@ -335,30 +355,34 @@ class Project:
         """
         if len(instances) != len(crops):
             raise ValueError("one crop per instance")
-        with self.lock:
-            start = (self.scalar("SELECT MAX(id) FROM instances") or 0) + 1
+        with self.lock, self.transaction():
+            # BEGIN IMMEDIATE holds the project's write lock from here to the commit, so the
+            # ids below are this writer's alone, in this process and in any other (a second
+            # import, the GUI, a second window). Every writer writes crops only while holding
+            # it, so a crop row past MAX(id) is an orphan of a killed batch: replaced, never
+            # one that belongs to an instance.
+            start = (self.conn.execute("SELECT MAX(id) FROM instances").fetchone()[0] or 0) + 1
             ids = list(range(start, start + len(instances)))
-            with self.transaction(self.crops_conn):
-                self.crops_conn.executemany(
-                    "INSERT OR REPLACE INTO crops (instance_id, jpeg) VALUES (?, ?)", zip(ids, crops)
-                )
-            with self.transaction():
-                if video_id is not None:
-                    self.conn.executemany(
-                        "INSERT OR IGNORE INTO frames (video_id, frame, path) VALUES (?, ?, ?)",
-                        ((video_id, f, p) for f, p in frames),
-                    )
+            if ids:
+                with self.transaction(self.crops_conn):
+                    self.crops_conn.execute("DELETE FROM crops WHERE instance_id BETWEEN ? AND ?", (ids[0], ids[-1]))
+                    self.crops_conn.executemany("INSERT INTO crops (instance_id, jpeg) VALUES (?, ?)", zip(ids, crops))
+            if video_id is not None:
                 self.conn.executemany(
-                    "INSERT INTO instances (id, video_id, frame, x, y, w, h, score, source, identity, camera)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        (i, video_id, d.get("frame"), d["x"], d["y"], d["w"], d["h"], d.get("score", 1.0),
-                         d["source"], d.get("identity"), d.get("camera"))
-                        for i, d in zip(ids, instances)
-                    ),
+                    "INSERT OR IGNORE INTO frames (video_id, frame, path) VALUES (?, ?, ?)",
+                    ((video_id, f, p) for f, p in frames),
                 )
-                if video_id is not None and last_frame is not None:
-                    self.conn.execute("UPDATE videos SET last_frame = ? WHERE id = ?", (last_frame, video_id))
+            self.conn.executemany(
+                "INSERT INTO instances (id, video_id, frame, x, y, w, h, score, source, identity, camera)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (i, video_id, d.get("frame"), d["x"], d["y"], d["w"], d["h"], d.get("score", 1.0),
+                     d["source"], d.get("identity"), d.get("camera"))
+                    for i, d in zip(ids, instances)
+                ),
+            )
+            if video_id is not None and last_frame is not None:
+                self.conn.execute("UPDATE videos SET last_frame = ? WHERE id = ?", (last_frame, video_id))
         return ids
 
     def instance_table(self, video_id: int | None = None, instance_ids: Sequence[int] | None = None,
@@ -518,15 +542,49 @@ class _Transaction:
         self.lock.acquire()
         self.outer = not self.conn.in_transaction
         if self.outer:
-            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                self.lock.release()
+                raise _as_user_error(exc, self.conn) from None
         return self.conn
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if self.outer:
-                self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+                if exc_type:
+                    _rollback(self.conn)
+                else:
+                    try:
+                        self.conn.execute("COMMIT")
+                    except sqlite3.Error as commit_exc:
+                        _rollback(self.conn)
+                        raise _as_user_error(commit_exc, self.conn) from None
         finally:
             self.lock.release()
+        if exc is not None and isinstance(exc, sqlite3.Error):
+            translated = _as_user_error(exc, self.conn, none_if_unknown=True)
+            if translated is not None:
+                raise translated from None
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass  # SQLite rolls back itself when the connection closes
+
+
+def _as_user_error(exc: sqlite3.Error, conn: sqlite3.Connection, none_if_unknown: bool = False):
+    try:
+        where = Path(conn.execute("PRAGMA database_list").fetchone()[2]).parent
+    except (sqlite3.Error, TypeError):
+        where = None
+    translated = user_error(exc, where)
+    if translated is None and not none_if_unknown:
+        return exc
+    return translated
 
 
 def to_json(value: Any) -> str:

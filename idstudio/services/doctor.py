@@ -284,17 +284,45 @@ def check_qt(env: dict[str, str] | None = None, timeout: float = QT_PROBE_TIMEOU
                          "Unset QT_QPA_PLATFORM to see the GUI on your display.", details)
         return Check(name, OK, summary, details=details)
     err = stderr
-    xcb_cursor = "xcb-cursor" in err or "libxcb-cursor" in err
+    # The probe's ldd of the xcb plugin names exactly what it cannot load; Qt's own message
+    # names libxcb-cursor0 whichever library is missing, so it is only the fallback.
+    probed = next((x["xcb_missing"] for x in lines if "xcb_missing" in x), None)
+    details["xcb_missing"] = probed
+    if probed is not None:
+        libraries = [m["library"] for m in probed]
+        packages = list(dict.fromkeys(m["package"] for m in probed))
+    elif "xcb-cursor" in err or "libxcb-cursor" in err:
+        libraries, packages = ["libxcb-cursor.so.0"], ["libxcb-cursor0"]
+    else:
+        libraries, packages = [], []
+    uses_xcb = not wanted or "xcb" in wanted
     if not (display or wayland) and (not wanted or any(w in ("xcb", "wayland", "wayland-egl", "eglfs") for w in wanted)):
-        extra = " (and Qt's xcb plugin also lacks libxcb-cursor0: install it before using a desktop here)" if xcb_cursor else ""
+        extra = (f" (and Qt's xcb plugin also lacks {_and(packages)}: install {'it' if len(packages) == 1 else 'them'} "
+                 f"before using a desktop here)") if packages and uses_xcb else ""
         return Check(name, NOTE, f"no display: the GUI cannot open a window here (QT_QPA_PLATFORM={shown}); the CLI works{extra}",
                      "Run `idstudio gui` from a desktop session (or `ssh -X`), or set QT_QPA_PLATFORM=offscreen for headless use.", details)
-    if xcb_cursor:
-        return Check(name, PROBLEM, f"the xcb platform plugin needs libxcb-cursor0, which is missing; {display_text}",
-                     "Install it: `sudo apt-get install libxcb-cursor0` (Debian/Ubuntu) or `sudo dnf install xcb-util-cursor` (Fedora).", details)
+    if packages and uses_xcb:
+        fedora = [FEDORA_PACKAGES[p] for p in packages if p in FEDORA_PACKAGES]
+        fedora_text = (f" or `sudo dnf install {' '.join(dict.fromkeys(fedora))}` (Fedora)"
+                       if len(fedora) == len(packages) else "")
+        return Check(name, PROBLEM, f"the xcb platform plugin cannot load {_and(libraries)}, which "
+                     f"{'is' if len(libraries) == 1 else 'are'} missing (package{'' if len(packages) == 1 else 's'} "
+                     f"{_and(packages)}); {display_text}",
+                     f"Install {'it' if len(packages) == 1 else 'them'}: `sudo apt-get install {' '.join(packages)}` "
+                     f"(Debian/Ubuntu){fedora_text}.", details)
     last = next((line for line in reversed(err.splitlines()) if line.strip()), f"exit status {returncode}")
     return Check(name, PROBLEM, f"Qt cannot start the {'/'.join(wanted) or 'default'} platform plugin: {last.strip()}",
                  "Run with QT_DEBUG_PLUGINS=1 to see the missing library, install it, or set QT_QPA_PLATFORM=offscreen for headless use.", details)
+
+
+# Fedora's names for the libraries Qt's xcb plugin most often lacks.
+FEDORA_PACKAGES = {"libxcb-cursor0": "xcb-util-cursor", "libxcb-icccm4": "xcb-util-wm", "libxcb-keysyms1": "xcb-util-keysyms",
+                   "libxcb-image0": "xcb-util-image", "libxcb-render-util0": "xcb-util-renderutil",
+                   "libxkbcommon-x11-0": "libxkbcommon-x11", "libxcb-util1": "xcb-util"}
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def check_opencv() -> Check:

@@ -9,6 +9,7 @@ command resumes.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -77,6 +78,7 @@ def _detector_boxes_for(detector, gt: MotBoxes | None) -> BoxesFor:
             ids = np.full(len(dets), -1, dtype=np.int64)
         return dets[:, :4], dets[:, 4], ids
 
+    boxes_for.warm = getattr(detector, "warm", None)  # type: ignore[attr-defined]
     return boxes_for
 
 
@@ -99,11 +101,15 @@ def _ingest(project: Project, source, kind: str, detector_name: str, box_source:
         video_id, start_after, resumed = row["id"], row["last_frame"], True
         ctx.log(f"Resuming the interrupted import of {source.path.name} after frame {start_after}.")
     else:
-        video_id = project.add_video(
-            name=name or source.path.name, path=str(source.path.resolve()), kind=kind, camera=camera,
-            fingerprint=fingerprint, width=source.width, height=source.height, fps=source.fps,
-            stride=source.stride, detector=detector_name,
-        )
+        try:
+            video_id = project.add_video(
+                name=name or source.path.name, path=str(source.path.resolve()), kind=kind, camera=camera,
+                fingerprint=fingerprint, width=source.width, height=source.height, fps=source.fps,
+                stride=source.stride, detector=detector_name,
+            )
+        except sqlite3.IntegrityError:  # the same file registered by another import a moment ago
+            raise UserError(f"{source.path.name} is being imported into this project by another process right now; "
+                            f"nothing was imported twice, run this import again when that one has finished.") from None
         start_after = 0
 
     estimate = _frame_estimate(source)
@@ -117,12 +123,24 @@ def _ingest(project: Project, source, kind: str, detector_name: str, box_source:
 
     def flush() -> None:
         nonlocal frames_in_batch, rows, encoded
-        if frames_in_batch:
-            crops = [jpeg for future in encoded for jpeg in future.result()]
-            project.add_frames_and_instances(video_id, frames_in_batch, rows, crops, last_frame=last_number)
-        frames_in_batch, rows, encoded = [], [], []
+        batch, batch_rows, batch_encoded = frames_in_batch, rows, encoded
+        frames_in_batch, rows, encoded = [], [], []  # a batch that fails to commit is not retried
+        if batch:
+            crops = [jpeg for future in batch_encoded for jpeg in future.result()]
+            project.add_frames_and_instances(video_id, batch, batch_rows, crops, last_frame=batch[-1][0])
 
     project.update_video(video_id, error=None)
+    warm = getattr(boxes_for, "warm", None)
+    if resumed and warm is not None and start_after > 0:
+        # A detector with state (the motion detector's background model) sees every frame
+        # before the resume point again, so the resumed import finds the same boxes as one
+        # that was never interrupted.
+        ctx.log(f"Replaying the {source.path.name} frames up to {start_after} to warm the {detector_name} detector.")
+        for frame in prefetch(source.frames()):
+            if frame.number > start_after:
+                break
+            warm(frame.image, frame.number)
+            ctx.check_cancelled()
     try:
         for frame in prefetch(source.frames(start_after=start_after)):
             boxes, scores, ids = boxes_for(frame.number, frame.image)
@@ -147,13 +165,23 @@ def _ingest(project: Project, source, kind: str, detector_name: str, box_source:
                     return _result(project, video_id, added_frames, added_instances, complete=False)
         flush()
     except UserError as exc:
-        flush()
-        project.update_video(video_id, error=str(exc))
+        try:
+            flush()  # the frames before a bad one are kept
+            project.update_video(video_id, error=str(exc))
+        except UserError:
+            pass  # a full or read-only disk: the first sentence is the one to show
         raise
     finally:
         encoder.shutdown(wait=True)
     total_frames = project.count("frames", "video_id = ?", (video_id,))
-    project.update_video(video_id, status="complete", n_frames=last_number if kind == "video" else total_frames)
+    short = source.ends_early() if hasattr(source, "ends_early") else None
+    early = None
+    if short is not None:
+        early = (f"{source.path.name} ends early: only {short[0]} of the {short[1]} frames its header announces could be "
+                 f"decoded, so the file is truncated or damaged; the {short[0]} frames were imported and are kept "
+                 f"(video {video_id}), and a complete copy of the file can be imported beside them.")
+    project.update_video(video_id, status="complete", n_frames=last_number if kind == "video" else total_frames,
+                         error=early)
     ctx.progress(added_frames, added_frames, source.path.name)
     if clipped_out:
         ctx.log(f"{clipped_out} boxes lay entirely outside the frame and were dropped; others were clipped.")
@@ -163,6 +191,9 @@ def _ingest(project: Project, source, kind: str, detector_name: str, box_source:
             f"No people were found in {source.path.name} ({total_frames} frames read, kept in the project); "
             f"try another detector (--detector hog or motion) or import detections with --det."
         )
+    if early is not None:
+        ctx.log(early)
+        raise UserError(early)
     result = _result(project, video_id, added_frames, added_instances, complete=True)
     result["resumed"] = resumed
     return result
@@ -223,7 +254,11 @@ def import_mot(project: Project | Path, seq_dir: Path, boxes: str | None = None,
         det = make_detector("file", det_path, min_score)
         boxes_for, detector_name, box_source = _detector_boxes_for(det, gt), det.name, det.source
     with opened(project, create=True) as proj:
-        return _ingest(proj, source, "mot", detector_name, box_source, boxes_for, info.name, ctx, name=info.name)
+        result = _ingest(proj, source, "mot", detector_name, box_source, boxes_for, info.name, ctx, name=info.name)
+    result["gt_format"] = gt.format if gt is not None else None
+    if gt is not None:
+        ctx.log(f"{seq_dir.name}: {gt_path.name} read as {gt.format} ground truth ({len(gt)} boxes used).")
+    return result
 
 
 def import_market(project: Project | Path, folder: Path, name: str | None = None,

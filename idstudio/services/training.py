@@ -26,6 +26,7 @@ import torch
 from torchvision.transforms import v2
 
 from idstudio.core import config as cfgmod
+from idstudio.core import runs as runbook
 from idstudio.core.config import field
 from idstudio.core.data import CropStore, train_transform
 from idstudio.core.errors import JobCancelled, UserError
@@ -422,6 +423,14 @@ def log_eval(ctx: JobContext, step: int, figures: dict[str, Any]) -> None:
             ctx.metric(f"eval/{name}/{k}", step, m[k])
 
 
+def _saved_start(run_dir: Path) -> str:
+    """The start a run recorded in its config.json (kept across resumes)."""
+    try:
+        return str(json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("start", ""))
+    except (OSError, ValueError):
+        return ""
+
+
 def choose_colour(project: Project, cfg: TrainConfig) -> tuple[str, str]:
     """Resolve ``colour: auto`` from the data: within one real camera colour is the strongest
     cue (keep it), across cameras with different colour casts it misleads (drop it). The
@@ -477,6 +486,8 @@ class _Run:
     def checkpoint(self, name: str, model, epoch: int, metrics: dict[str, Any], **extra: Any) -> None:
         if not self.writer:
             return
+        if name == "last":  # a resume from here drops the events written after it
+            extra["metrics_bytes"] = _file_size(self.dir / "metrics.jsonl")
         path = save_checkpoint(self.dir / f"{name}.pt", model, epoch=epoch, metrics=metrics, **extra)
         rel = str(path.relative_to(self.project.root))
         with self.project.transaction():
@@ -485,6 +496,13 @@ class _Run:
                 " ON CONFLICT(run_id, name) DO UPDATE SET path=excluded.path, epoch=excluded.epoch,"
                 " metrics=excluded.metrics, created_at=excluded.created_at",
                 (self.id, name, rel, epoch, to_json(metrics), time.time()))
+
+
+def _file_size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _broadcast(value: Any) -> Any:
@@ -507,42 +525,66 @@ def _init_distributed(device: torch.device) -> bool:
 
 
 def train(project_root: Path | Project, config: TrainConfig | None = None, ctx: JobContext | None = None,
-          resume: str | None = None) -> dict[str, Any]:
-    """Train an embedding from the project's videos (ISR). See the module docstring."""
-    cfg = config or TrainConfig()
+          resume: str | None = None, changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train an embedding from the project's videos (ISR). See the module docstring.
+
+    ``resume``: continue that run with its saved settings; ``changes`` (field -> value) are
+    the only ones that change, each logged. Without ``changes``, the fields of ``config``
+    that differ from the defaults count as given."""
     ctx = ctx or JobContext()
     project = _open(project_root)
+    change_lines: list[str] = []
+    if resume:
+        given = changes if changes is not None else (runbook.given_fields(config) if config is not None else {})
+        cfg, change_lines = _resume_config(project, resume, given)
+    else:
+        cfg = config or TrainConfig()
     device = pick_device(cfg.device)
     started_dist = _init_distributed(device)
     rank, world = _dist()
+    locks: list[runbook.RunLock] = []  # the run's lock, held by rank 0 while it trains
     try:
-        return _train(project, cfg, ctx, resume, device, rank, world)
+        if resume and rank == 0:
+            locks.append(runbook.RunLock(project.runs_dir / resume, resume).acquire())
+        return _train(project, cfg, ctx, resume, device, rank, world, change_lines, locks)
     finally:
+        for lock in locks:
+            lock.release()
         if started_dist:
             torch.distributed.destroy_process_group()
 
 
+def resume(project_root: Path | Project, run_id: str, ctx: JobContext | None = None,
+           changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Continue a stopped, interrupted or finished run exactly as it was configured."""
+    return train(project_root, None, ctx, resume=run_id, changes=changes or {})
+
+
+def _resume_config(project: Project, run_id: str, given: dict[str, Any]) -> tuple[TrainConfig, list[str]]:
+    run_dir = project.runs_dir / run_id
+    if not (run_dir / "last.pt").is_file():
+        raise UserError(f"Run {run_id} has no last.pt to resume from; start a new run instead.")
+    try:
+        saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UserError(f"The config.json of run {run_id} is missing or damaged, so the run cannot be continued as it "
+                        f"was configured; start a new run instead.") from None
+    return runbook.resume_config(TrainConfig, saved, given, run_id)
+
+
 def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | None, device: torch.device,
-           rank: int, world: int) -> dict[str, Any]:
+           rank: int, world: int, change_lines: list[str] = (), locks: list | None = None) -> dict[str, Any]:
     writer = rank == 0
     table = _instances(project)
     t_start = time.perf_counter()
     payload: dict[str, Any] | None = None
     colour_why = ""
     if resume:
-        run_dir = project.runs_dir / resume
-        if not (run_dir / "last.pt").is_file():
-            raise UserError(f"Run {resume} has no last.pt to resume from; start a new run instead.")
-        saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        saved_cfg = cfgmod.from_dict(TrainConfig, saved)
-        # The saved config wins, except for more epochs / a time budget / hardware.
-        for name in ("epochs", "max_minutes", "device", "workers"):
-            setattr(saved_cfg, name, getattr(cfg, name))
-        cfg = saved_cfg
+        run_dir = project.runs_dir / resume  # cfg: the saved config with the given changes (train())
         model, payload = load_checkpoint(run_dir / "last.pt", device="cpu", spec=cfg.spec())
         run_id = resume
         message = f"Resuming run {run_id} from epoch {payload['epoch']} step {payload.get('step', 0)}."
-        start = saved.get("start", "")
+        start = _saved_start(run_dir)
     else:
         if cfg.init:
             from idstudio.services.models import load_model
@@ -559,14 +601,22 @@ def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | No
             cfg.colour = _broadcast(cfg.colour)
             model, message = build_model(cfg.spec(), weights=cfg.weights, seed=cfg.seed)
         start = message
+        runbook.seed_everything(cfg.seed + rank)  # a seeded CPU run repeats; a resume restores the state instead
         run_id = _broadcast(time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6] if writer else None)
     run = _Run(project, run_id, writer)
     if writer:
         run.dir.mkdir(parents=True, exist_ok=True)
-        cfgmod.save(cfg, run.dir / "config.json", start=start)
+        if not resume:  # released by train(); a resume took it there already
+            (locks if locks is not None else []).append(runbook.RunLock(run.dir, run_id).acquire())
+        runbook.remove_temporary_files(run.dir)
+        runbook.atomic_write_text(run.dir / "config.json", json.dumps({**cfgmod.to_dict(cfg), "start": start}, indent=2) + "\n")
+        if resume:
+            runbook.truncate_metrics(run.dir / "metrics.jsonl", payload.get("metrics_bytes"))
         ctx.attach_metrics_file(run.dir / "metrics.jsonl")
         if resume:
-            run.set(status="running", error=None, finished_at=None)
+            run.set(status="running", error=None, finished_at=None, config=to_json(cfgmod.to_dict(cfg)))
+            for line in change_lines:
+                ctx.log(f"Resume changes {line} (saved in config.json).")
         else:
             with project.transaction():
                 project.conn.execute("INSERT INTO runs (id, kind, status, config, device, created_at) VALUES (?, 'train', 'running', ?, ?, ?)",

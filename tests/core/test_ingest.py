@@ -116,8 +116,8 @@ def test_truncated_video_keeps_decoded_frames(tmp_path, video):
     cut.write_bytes(data[: len(data) * 2 // 3])
     try:
         result = ingest.import_video(tmp_path / "p", cut, det_file=det)
-    except UserError as exc:  # some containers cannot be opened at all once cut
-        assert "Cannot decode" in str(exc)
+    except UserError as exc:  # some containers cannot be opened at all once cut; others end early
+        assert "Cannot decode" in str(exc) or "ends early" in str(exc)
         return
     assert 0 < result["frames"] <= 60
 
