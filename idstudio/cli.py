@@ -14,7 +14,7 @@ import sys
 from idstudio import __version__
 from idstudio.core.errors import JobCancelled, UserError
 
-COMMAND_MODULES = ("project", "ingest", "training", "evaluation", "app", "doctor")
+COMMAND_MODULES = ("project", "ingest", "training", "evaluation", "models", "app", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

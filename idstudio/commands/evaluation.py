@@ -7,7 +7,7 @@ from pathlib import Path
 
 from idstudio.commands.common import ProgressBarContext, add_json_flag, add_project_argument, print_result
 
-CHECKPOINT_HELP = ("run id, checkpoint file, 'init' (untrained start), or 'colorhist' (HSV histogram floor); "
+CHECKPOINT_HELP = ("run id, registered model name (`idstudio model add`), checkpoint file, 'init' (untrained start), or 'colorhist' (HSV histogram floor); "
                    "default: the latest run's best checkpoint")
 
 

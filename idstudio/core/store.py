@@ -145,6 +145,22 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
+# 1 -> 2: the model registry (issue 12): model files from elsewhere, each with its model card.
+MIGRATIONS.append("""
+    CREATE TABLE models (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,              -- onnx | torchscript | isr | idstudio
+        path TEXT NOT NULL,              -- absolute, or relative to the project folder when inside it
+        sha256 TEXT NOT NULL,            -- of the file when registered: a changed file is refused
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,       -- with size: when unchanged the hash is not recomputed
+        card TEXT NOT NULL,              -- JSON: input size, resize, normalisation, colour order, dim
+        assumed TEXT,                    -- JSON list of card fields taken from defaults
+        created_at REAL NOT NULL
+    );
+""")
+SCHEMA_VERSION = len(MIGRATIONS)
+
 CROPS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS crops (instance_id INTEGER PRIMARY KEY, jpeg BLOB NOT NULL);
 """

@@ -7,9 +7,10 @@
   wrong / ignored where identities are known.
 - ``colorhist``: an HSV colour-histogram "model" (no learning) as an honest floor.
 
-Checkpoint references are those of ``services.models.resolve_checkpoint`` plus
-``colorhist``. Cache keys add the checkpoint file's size and modification time, so a
-``best.pt`` rewritten by training is never served from a stale cache.
+Checkpoint references are those of ``services.models.resolve_checkpoint`` (runs, files,
+``init``, registered models) plus ``colorhist``. Cache keys add the checkpoint file's size
+and modification time, so a ``best.pt`` rewritten by training is never served from a stale
+cache; a registered model's key is its name and file hash.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from idstudio.core.errors import UserError
 from idstudio.core.jobs import JobContext
 from idstudio.core.model import ModelSpec
 from idstudio.core.store import InstanceTable, Project, to_json
+from idstudio.services import model_registry
 from idstudio.services import models as model_refs
 
 COLORHIST = "colorhist"
@@ -78,7 +80,11 @@ class LoadedModel:
     cache_key: str  # ref_key + a fingerprint of the file
 
 
-def cache_key_for(ref: model_refs.CheckpointRef, model: nn.Module) -> str:
+def cache_key_for(ref: model_refs.CheckpointRef, model: nn.Module, project: Project | None = None) -> str:
+    if ref.model is not None and project is not None:  # a registered model: its name and file hash
+        row = model_registry.get(project, ref.model)
+        if row is not None:
+            return model_registry.cache_key(row)
     if ref.path is None:
         return f"{ref.key}:{json.dumps(model.spec.to_dict(), sort_keys=True)}"
     st = Path(ref.path).stat()
@@ -91,7 +97,7 @@ def load(project: Project, checkpoint: str | Path | None = None) -> LoadedModel:
         model = ColorHistogram().eval()
         return LoadedModel(model, COLORHIST, COLORHIST)
     model, ref = model_refs.load_model(project, checkpoint)
-    return LoadedModel(model, ref.key, cache_key_for(ref, model))
+    return LoadedModel(model, ref.key, cache_key_for(ref, model, project))
 
 
 # ---- datasets ------------------------------------------------------------------------------

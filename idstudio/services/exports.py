@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import json
 import os
 import warnings
 from pathlib import Path
@@ -16,7 +17,9 @@ import torch
 
 from idstudio.core import evaluate as ev
 from idstudio.core.errors import UserError
+from idstudio.core.external_models import CARD_FILE, CARD_KEY, ModelCard
 from idstudio.core.jobs import JobContext
+from idstudio.core.model import EmbeddingModel
 from idstudio.core.store import Project
 from idstudio.services import evaluation
 
@@ -38,8 +41,18 @@ def _tmp(out: Path) -> Path:
     return out.with_name(f".{out.name}.{os.getpid()}.tmp")
 
 
-def export_onnx(model: torch.nn.Module, out: Path, opset: int = 17) -> Path:
-    """ONNX with a dynamic batch axis; input 'images' float [0, 1] (n, 3, H, W), output 'embeddings'."""
+def model_card(model: torch.nn.Module, kind: str, source: str = "") -> dict[str, Any]:
+    """The card an idstudio export carries: its input size, no outside normalisation (it is
+    inside the model), RGB in [0, 1], its output dimension; ``model add`` reads it."""
+    spec = model.spec
+    note = f"idstudio export of {spec.arch}" + (f" ({source})" if source else "") + ", ImageNet normalisation inside"
+    return ModelCard(kind, spec.height, spec.width, "squash", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), False, 1.0, spec.dim,
+                     note=note).to_dict()
+
+
+def export_onnx(model: torch.nn.Module, out: Path, opset: int = 17, source: str = "") -> Path:
+    """ONNX with a dynamic batch axis; input 'images' float [0, 1] (n, 3, H, W), output
+    'embeddings'; the model card in ``metadata_props`` (key ``idstudio.card``)."""
     out = _prepare(out)
     spec = model.spec
     dummy = torch.rand(2, 3, spec.height, spec.width)
@@ -54,11 +67,19 @@ def export_onnx(model: torch.nn.Module, out: Path, opset: int = 17) -> Path:
             torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, **kwargs)
         except TypeError:  # older torch without the dynamo switch
             torch.onnx.export(model, (dummy,), str(tmp), **kwargs)
+    import onnx
+
+    proto = onnx.load(str(tmp))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = CARD_KEY, json.dumps(model_card(model, "onnx", source))
+    onnx.save(proto, str(tmp))
     os.replace(tmp, out)
     return out
 
 
-def export_torchscript(model: torch.nn.Module, out: Path) -> Path:
+def export_torchscript(model: torch.nn.Module, out: Path, source: str = "") -> Path:
+    """Traced TorchScript, same input and output as the ONNX export; the model card as the
+    extra file ``idstudio_card.json``."""
     out = _prepare(out)
     spec = model.spec
     model.eval()
@@ -66,7 +87,7 @@ def export_torchscript(model: torch.nn.Module, out: Path) -> Path:
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still the portable format
         traced = torch.jit.trace(model, torch.rand(2, 3, spec.height, spec.width), check_trace=False)
     tmp = _tmp(out)
-    traced.save(str(tmp))
+    traced.save(str(tmp), _extra_files={CARD_FILE: json.dumps(model_card(model, "torchscript", source))})
     os.replace(tmp, out)
     return out
 
@@ -175,7 +196,10 @@ def export(project: Project, fmt: str, out: Path, checkpoint: str | Path | None 
         loaded = evaluation.load(project, checkpoint)
         if loaded.ref_key == evaluation.COLORHIST:
             raise UserError("The colour-histogram baseline is not a network; export a run's checkpoint or 'init'.")
-        path = (export_onnx if fmt == "onnx" else export_torchscript)(loaded.model, out)
+        if not isinstance(loaded.model, EmbeddingModel):
+            raise UserError(f"{loaded.ref_key} is a model from elsewhere; use its own file, exports are for idstudio's "
+                            "checkpoints.")
+        path = (export_onnx if fmt == "onnx" else export_torchscript)(loaded.model, out, source=loaded.ref_key)
         return {"format": fmt, "path": str(path), "checkpoint": loaded.ref_key}
     if fmt == "embeddings":
         loaded = evaluation.load(project, checkpoint)
