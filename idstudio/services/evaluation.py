@@ -100,6 +100,34 @@ def load(project: Project, checkpoint: str | Path | None = None) -> LoadedModel:
     return LoadedModel(model, ref.key, cache_key_for(ref, model, project))
 
 
+def describe_model(project: Project, checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """What a reference's model expects and gives, without running it (the Retrieval view's
+    model card panel): ``kind``, ``input``, ``colour``, ``normalisation``, ``output`` (short
+    texts), ``assumed`` (card fields a registered model took from defaults) and ``note``."""
+    if checkpoint is not None and str(checkpoint) == COLORHIST:
+        spec = ColorHistogram().spec
+        return {"kind": "colour histogram (no learning)", "input": f"{spec.height}x{spec.width} (squash)",
+                "colour": "HSV", "normalisation": "none", "output": f"{spec.dim}-d, L2-normalised", "assumed": [],
+                "note": "8 stripes x (16 H + 8 S + 8 V) bins, square-rooted"}
+    ref = model_refs.resolve_checkpoint(project, checkpoint)
+    if ref.model is not None:
+        info = model_registry.info(project, ref.model)
+        return {**info["describe"], "assumed": info["assumed"], "note": info["card"].get("note") or info["path"]}
+    if ref.path is None:
+        spec, kind, note = model_refs.default_spec(project), "idstudio {arch}, random init", "seed 0, untrained"
+    else:
+        try:
+            payload = torch.load(ref.path, map_location="cpu", weights_only=True, mmap=True)
+            spec = ModelSpec.from_dict(payload["spec"])
+        except Exception:  # noqa: BLE001 - a damaged file is reported when it is evaluated
+            return {"kind": "idstudio checkpoint", "input": "?", "colour": "RGB", "normalisation": "?", "output": "?",
+                    "assumed": [], "note": f"{ref.key} (unreadable)"}
+        kind, note = "idstudio {arch}", ref.key
+    return {"kind": kind.format(arch=spec.arch), "input": f"{spec.height}x{spec.width} (squash)", "colour": "RGB",
+            "normalisation": "ImageNet mean/std (inside the model)", "output": f"{spec.dim}-d, L2-normalised",
+            "assumed": [], "note": note}
+
+
 # ---- datasets ------------------------------------------------------------------------------
 
 @dataclass
