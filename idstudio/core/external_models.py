@@ -244,6 +244,8 @@ class OnnxBackend:
         self.path = Path(path)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        # no busy-waiting between runs: the decode threads that feed the next batch need the cores
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = threads
         try:

@@ -128,6 +128,43 @@ def describe_model(project: Project, checkpoint: str | Path | None = None) -> di
             "assumed": [], "note": note}
 
 
+# ---- where the model looks ------------------------------------------------------------------
+
+class ActivationOverlays:
+    """Crops with a checkpoint's activation map blended over them (``core.activation``), as
+    JPEG bytes by instance id: a thumbnail fetch for the Retrieval view and the HTML report.
+    The model is loaded once, on first use, and used under a lock (any thread)."""
+
+    def __init__(self, project: Project, checkpoint: str | Path | None, loaded: LoadedModel | None = None):
+        import threading
+
+        self.project = project
+        self.checkpoint = checkpoint
+        self._loaded = loaded
+        self._lock = threading.Lock()
+
+    def model(self) -> nn.Module:
+        from idstudio.core import activation
+
+        with self._lock:
+            if self.checkpoint is not None and str(self.checkpoint) == COLORHIST:
+                raise UserError("The colour histogram has no feature map to look at; choose a network.")
+            if self._loaded is None:
+                loaded = load(self.project, self.checkpoint)
+                spec = loaded.model.spec
+                activation.feature_map(loaded.model, torch.zeros(1, 3, spec.height, spec.width))  # refused early
+                self._loaded = loaded
+            return self._loaded.model
+
+    def __call__(self, instance_ids: Sequence[int]) -> list[bytes]:
+        from idstudio.core import activation
+
+        model = self.model()
+        jpegs = self.project.crop_jpegs([int(i) for i in instance_ids])
+        with self._lock:
+            return activation.overlay_jpegs(model, jpegs)
+
+
 # ---- datasets ------------------------------------------------------------------------------
 
 @dataclass

@@ -120,3 +120,30 @@ def test_register_a_model_from_the_view(qtbot, view, market_project, tmp_path):
     handle = view.register_model(dialog.arguments())
     qtbot.waitUntil(lambda: bool(view.shown_errors), timeout=30000)
     assert "does not exist" in view.shown_errors[-1] and view.add_model_btn.isEnabled()
+
+
+def test_where_the_model_looks(qtbot, view):
+    from PySide6.QtCore import Qt
+
+    view.ckpt_a.setCurrentIndex(view.ckpt_a.findData("run-b"))
+    view.ckpt_b.setCurrentIndex(view.ckpt_b.findData("model:outside"))
+    qtbot.mouseClick(view.eval_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: view.results["A"] is not None and view.results["B"] is not None, timeout=120000)
+    tile = view.grid_a.tiles()[0]
+    plain = view.loader
+
+    def pixmap(loader):
+        qtbot.waitUntil(lambda: loader.get(tile.instance_id) is not None, timeout=60000)
+        return loader.get(tile.instance_id).toImage()
+
+    before = pixmap(plain)
+    view.look_box.setChecked(True)
+    qtbot.waitUntil(lambda: view.grid_a.loader is view.overlay_loaders.get("A"), timeout=60000)
+    assert view.query_tile.loader is view.grid_a.loader
+    after = pixmap(view.grid_a.loader)
+    assert after.size() == before.size() and after != before  # the crop, tinted by A's activation map
+    # B is an ONNX file: no feature map to look at, said beside its results; its tiles stay plain
+    qtbot.waitUntil(lambda: "no activation maps" in view.label_b.text(), timeout=30000)
+    assert view.grid_b.loader is plain and not view.shown_errors
+    view.look_box.setChecked(False)
+    assert view.grid_a.loader is plain and "no activation maps" not in view.label_b.text()

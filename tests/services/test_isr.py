@@ -83,6 +83,10 @@ def test_isr_release_layout_loads_embeds_and_evaluates(isr_state, tiny_market, c
     x = torch.rand(1, 3, 224, 224)
     with torch.inference_mode():  # the loaded weights are the built ones (downsample keys remapped)
         assert torch.allclose(loaded(x), net.eval()(x), atol=1e-4)
+    from idstudio.core.activation import activation_maps
+
+    maps = activation_maps(xm.ExternalModel(xm.isr_card(), "isr", net=loaded), x)  # where it looks: the 7x7 tokens
+    assert maps.shape == (1, 7, 7) and maps.max() == pytest.approx(1.0)
 
     capsys.readouterr()
     assert cli.main(["model", "add", str(tiny_market), str(path), "--name", "isr", "--json"]) == 0

@@ -23,6 +23,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFrame,
     QGridLayout,
@@ -120,6 +121,12 @@ def add_model_job(root: Path, kwargs: dict[str, Any], ctx) -> dict[str, Any]:
 
     with Project.open(root) as project:
         return model_registry.add(project, **kwargs)
+
+
+def prepare_overlays_job(overlays, ctx):
+    """Load the model behind activation overlays and check it has a feature map (worker)."""
+    overlays.model()
+    return overlays
 
 
 def search_job(root: Path, checkpoint: str | None, dataset: str | int | None, image_path: Path, top_k: int, ctx):
@@ -453,6 +460,7 @@ class RetrievalView(QWidget):
         super().__init__(parent)
         self.session = session
         self.results: dict[str, BrowseResult | None] = {"A": None, "B": None}
+        self.overlay_loaders: dict[str, ThumbnailLoader] = {}
         self.jobs: dict[str, Any] = {}  # "A" | "B" | "search" -> JobHandle
         self.current_row = -1
         self.search_tiles: list[Tile] | None = None
@@ -576,6 +584,13 @@ class RetrievalView(QWidget):
         legend.setWordWrap(True)
         legend.setStyleSheet("color: #555; font-size: 8pt")
         head.addWidget(legend, 1)
+        self.look_box = QCheckBox("Where the model looks", middle)
+        self.look_box.setObjectName("activation")
+        self.look_box.setToolTip("Overlay each crop with its model's activation map (the mean of the last feature "
+                                 "map's squared activations; red strongest): does a match rest on the person or on "
+                                 "the background? For idstudio models and the ISR release.")
+        self.look_box.toggled.connect(self.show_activation)
+        head.addWidget(self.look_box, 0, Qt.AlignmentFlag.AlignTop)
         mv.addLayout(head)
         self.label_a = QLabel("A", middle)
         self.label_a.setStyleSheet("color: #2f7ed8; font-weight: 600")
@@ -732,6 +747,8 @@ class RetrievalView(QWidget):
             wanted["B"] = self.ckpt_b.currentData()
         self.results = {"A": None, "B": None}
         self.search_tiles = None
+        self.look_box.setChecked(False)  # new models: their maps are made when asked for again
+        self.overlay_loaders = {}
         self._pending = set(wanted)
         self.progress.setVisible(True)
         self.progress.setValue(0)
@@ -766,8 +783,14 @@ class RetrievalView(QWidget):
         slot = self._mine(job_id)
         if slot is None:
             return
-        if slot in ("add", "search"):
+        if slot in ("add", "search", "look-A", "look-B"):
             self.jobs[slot] = None
+            if slot == "look-B":  # a note beside B's results, not an error: A's maps are shown
+                self.label_b.setText(f"{self._names()[1]} · no activation maps: only idstudio models and the ISR "
+                                     "release have a feature map to look at")
+                return
+            if slot == "look-A":
+                self.look_box.setChecked(False)
             self._error(message)
             return
         self.jobs[slot] = None
@@ -880,6 +903,58 @@ class RetrievalView(QWidget):
         if b is not None:
             self.grid_b.set_tiles(self._tiles(b, row))
         self.pca.select(row)
+
+    # ---- where the model looks -------------------------------------------------------------
+    def _use_loader(self, grid: RankedGrid, loader: ThumbnailLoader) -> None:
+        if grid.loader is loader:
+            return
+        try:
+            grid.loader.ready.disconnect(grid.viewport().update)
+        except (RuntimeError, TypeError):
+            pass
+        grid.loader = loader
+        grid.itemDelegate().loader = loader
+        loader.ready.connect(grid.viewport().update)
+        grid.viewport().update()
+
+    def _apply_loaders(self) -> None:
+        on = self.look_box.isChecked()
+        if not on:
+            self.label_b.setText(self._names()[1])
+        a = self.overlay_loaders.get("A") if on else None
+        b = self.overlay_loaders.get("B") if on else None
+        self._use_loader(self.grid_a, a or self.loader)
+        self._use_loader(self.query_tile, a or self.loader)
+        self._use_loader(self.grid_b, b or self.loader)
+
+    def show_activation(self, on: bool) -> None:
+        """Overlay the tiles with their model's activation map (a model is prepared once, in a
+        worker); off: the plain crops again."""
+        if not on:
+            self._apply_loaders()
+            return
+        wanted = [slot for slot in ("A", "B") if self.results.get(slot) is not None
+                  and slot not in getattr(self, "overlay_loaders", {})]
+        if self.results.get("A") is None:
+            self.look_box.setChecked(False)
+            self._error("Evaluate a model first: its activation maps are drawn over its ranked results.")
+            return
+        if not wanted:
+            self._apply_loaders()
+            return
+        from idstudio.services import evaluation
+
+        self.overlay_loaders = getattr(self, "overlay_loaders", {})
+        for slot in wanted:
+            overlays = evaluation.ActivationOverlays(self.session.project, self.results[slot].checkpoint)
+
+            def ready(prepared, s=slot) -> None:
+                loader = ThumbnailLoader(fetch=prepared, parent=self)
+                self.overlay_loaders[s] = loader
+                self._apply_loaders()
+
+            self.jobs[f"look-{slot}"] = self.session.start_job(
+                f"Activation maps ({slot})", prepare_overlays_job, overlays, on_finished=ready)
 
     # ---- search by image ------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802
