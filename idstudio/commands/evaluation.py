@@ -7,7 +7,7 @@ from pathlib import Path
 
 from idstudio.commands.common import ProgressBarContext, add_json_flag, add_project_argument, print_result
 
-CHECKPOINT_HELP = ("run id, checkpoint file, 'init' (untrained start), or 'colorhist' (HSV histogram floor); "
+CHECKPOINT_HELP = ("run id, registered model name (`idstudio model add`), checkpoint file, 'init' (untrained start), or 'colorhist' (HSV histogram floor); "
                    "default: the latest run's best checkpoint")
 
 
@@ -56,6 +56,8 @@ def register(subparsers) -> None:
     p.add_argument("--out", type=Path, required=True, help="output file")
     p.add_argument("-k", type=int, default=10, help="hits per query for ranks/html (default: 10)")
     p.add_argument("--worst", type=int, default=20, help="queries shown in the HTML report (default: 20)")
+    p.add_argument("--activation", action="store_true",
+                   help="html: show where the model looks under each crop (activation maps; idstudio models and ISR)")
     p.set_defaults(handler=cmd_export)
 
 
@@ -122,7 +124,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         with _open(args) as project:
             out = exports.export(project, args.format, args.out, checkpoint=args.checkpoint, dataset=args.dataset,
-                                 k=args.k, worst=args.worst, ctx=ctx)
+                                 k=args.k, worst=args.worst, ctx=ctx, activation=args.activation)
     finally:
         ctx.close()
     print_result(args, out, f"wrote {out['path']}")

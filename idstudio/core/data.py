@@ -27,6 +27,8 @@ def decode_crop(jpeg: bytes, height: int, width: int) -> np.ndarray:
 
 def decode_crops_uint8(jpegs: Sequence[bytes], spec: ModelSpec) -> torch.Tensor:
     """JPEGs -> uint8 tensor (n, 3, H, W)."""
+    if getattr(spec, "resize", "squash") != "squash":  # a model card that letterboxes (core/external_models.py)
+        return spec.decode_uint8(jpegs)
     if not len(jpegs):
         return torch.zeros((0, 3, spec.height, spec.width), dtype=torch.uint8)
     arr = np.stack([decode_crop(j, spec.height, spec.width) for j in jpegs])

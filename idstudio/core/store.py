@@ -27,7 +27,6 @@ from idstudio.core.failures import user_error
 
 DB_NAME = "idstudio.db"
 CROPS_NAME = "crops.db"
-SCHEMA_VERSION = 2
 
 # Each migration moves the schema from version i to i + 1. Never edit a released one.
 MIGRATIONS: list[str] = [
@@ -148,7 +147,22 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE videos ADD COLUMN holdout_from INTEGER;  -- NULL: every frame trains
     """,
+    # 2 -> 3: the model registry: model files from elsewhere, each with its model card.
+    """
+    CREATE TABLE models (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,              -- onnx | torchscript | isr | idstudio
+        path TEXT NOT NULL,              -- absolute, or relative to the project folder when inside it
+        sha256 TEXT NOT NULL,            -- of the file when registered: a changed file is refused
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,       -- with size: when unchanged the hash is not recomputed
+        card TEXT NOT NULL,              -- JSON: input size, resize, normalisation, colour order, dim
+        assumed TEXT,                    -- JSON list of card fields taken from defaults
+        created_at REAL NOT NULL
+    );
+    """,
 ]
+SCHEMA_VERSION = len(MIGRATIONS)
 
 CROPS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS crops (instance_id INTEGER PRIMARY KEY, jpeg BLOB NOT NULL);

@@ -7,9 +7,10 @@
   wrong / ignored where identities are known.
 - ``colorhist``: an HSV colour-histogram "model" (no learning) as an honest floor.
 
-Checkpoint references are those of ``services.models.resolve_checkpoint`` plus
-``colorhist``. Cache keys add the checkpoint file's size and modification time, so a
-``best.pt`` rewritten by training is never served from a stale cache.
+Checkpoint references are those of ``services.models.resolve_checkpoint`` (runs, files,
+``init``, registered models) plus ``colorhist``. Cache keys add the checkpoint file's size
+and modification time, so a ``best.pt`` rewritten by training is never served from a stale
+cache; a registered model's key is its name and file hash.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from idstudio.core.errors import UserError
 from idstudio.core.jobs import JobContext
 from idstudio.core.model import ModelSpec
 from idstudio.core.store import InstanceTable, Project, to_json
+from idstudio.services import model_registry
 from idstudio.services import models as model_refs
 
 COLORHIST = "colorhist"
@@ -60,7 +62,11 @@ class LoadedModel:
     cache_key: str  # ref_key + a fingerprint of the file
 
 
-def cache_key_for(ref: model_refs.CheckpointRef, model: nn.Module) -> str:
+def cache_key_for(ref: model_refs.CheckpointRef, model: nn.Module, project: Project | None = None) -> str:
+    if ref.model is not None and project is not None:  # a registered model: its name and file hash
+        row = model_registry.get(project, ref.model)
+        if row is not None:
+            return model_registry.cache_key(row)
     if ref.path is None:
         return f"{ref.key}:{json.dumps(model.spec.to_dict(), sort_keys=True)}"
     st = Path(ref.path).stat()
@@ -73,7 +79,72 @@ def load(project: Project, checkpoint: str | Path | None = None) -> LoadedModel:
         model = ColorHistogram().eval()
         return LoadedModel(model, COLORHIST, COLORHIST)
     model, ref = model_refs.load_model(project, checkpoint)
-    return LoadedModel(model, ref.key, cache_key_for(ref, model))
+    return LoadedModel(model, ref.key, cache_key_for(ref, model, project))
+
+
+def describe_model(project: Project, checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """What a reference's model expects and gives, without running it (the Retrieval view's
+    model card panel): ``kind``, ``input``, ``colour``, ``normalisation``, ``output`` (short
+    texts), ``assumed`` (card fields a registered model took from defaults) and ``note``."""
+    if checkpoint is not None and str(checkpoint) == COLORHIST:
+        spec = ColorHistogram().spec
+        return {"kind": "colour histogram (no learning)", "input": f"{spec.height}x{spec.width} (squash)",
+                "colour": "HSV", "normalisation": "none", "output": f"{spec.dim}-d, L2-normalised", "assumed": [],
+                "note": "8 stripes x (16 H + 8 S + 8 V) bins, square-rooted"}
+    ref = model_refs.resolve_checkpoint(project, checkpoint)
+    if ref.model is not None:
+        info = model_registry.info(project, ref.model)
+        return {**info["describe"], "assumed": info["assumed"], "note": info["card"].get("note") or info["path"]}
+    if ref.path is None:
+        spec, kind, note = model_refs.default_spec(project), "idstudio {arch}, random init", "seed 0, untrained"
+    else:
+        try:
+            payload = torch.load(ref.path, map_location="cpu", weights_only=True, mmap=True)
+            spec = ModelSpec.from_dict(payload["spec"])
+        except Exception:  # noqa: BLE001 - a damaged file is reported when it is evaluated
+            return {"kind": "idstudio checkpoint", "input": "?", "colour": "RGB", "normalisation": "?", "output": "?",
+                    "assumed": [], "note": f"{ref.key} (unreadable)"}
+        kind, note = "idstudio {arch}", ref.key
+    return {"kind": kind.format(arch=spec.arch), "input": f"{spec.height}x{spec.width} (squash)", "colour": "RGB",
+            "normalisation": "ImageNet mean/std (inside the model)", "output": f"{spec.dim}-d, L2-normalised",
+            "assumed": [], "note": note}
+
+
+# ---- where the model looks ------------------------------------------------------------------
+
+class ActivationOverlays:
+    """Crops with a checkpoint's activation map blended over them (``core.activation``), as
+    JPEG bytes by instance id: a thumbnail fetch for the Retrieval view and the HTML report.
+    The model is loaded once, on first use, and used under a lock (any thread)."""
+
+    def __init__(self, project: Project, checkpoint: str | Path | None, loaded: LoadedModel | None = None):
+        import threading
+
+        self.project = project
+        self.checkpoint = checkpoint
+        self._loaded = loaded
+        self._lock = threading.Lock()
+
+    def model(self) -> nn.Module:
+        from idstudio.core import activation
+
+        with self._lock:
+            if self.checkpoint is not None and str(self.checkpoint) == COLORHIST:
+                raise UserError("The colour histogram has no feature map to look at; choose a network.")
+            if self._loaded is None:
+                loaded = load(self.project, self.checkpoint)
+                spec = loaded.model.spec
+                activation.feature_map(loaded.model, torch.zeros(1, 3, spec.height, spec.width))  # refused early
+                self._loaded = loaded
+            return self._loaded.model
+
+    def __call__(self, instance_ids: Sequence[int]) -> list[bytes]:
+        from idstudio.core import activation
+
+        model = self.model()
+        jpegs = self.project.crop_jpegs([int(i) for i in instance_ids])
+        with self._lock:
+            return activation.overlay_jpegs(model, jpegs)
 
 
 # ---- datasets ------------------------------------------------------------------------------

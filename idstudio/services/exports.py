@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import json
 import os
 import warnings
 from pathlib import Path
@@ -16,7 +17,9 @@ import torch
 
 from idstudio.core import evaluate as ev
 from idstudio.core.errors import UserError
+from idstudio.core.external_models import CARD_FILE, CARD_KEY, ModelCard
 from idstudio.core.jobs import JobContext
+from idstudio.core.model import EmbeddingModel
 from idstudio.core.store import Project
 from idstudio.services import evaluation
 
@@ -38,8 +41,18 @@ def _tmp(out: Path) -> Path:
     return out.with_name(f".{out.name}.{os.getpid()}.tmp")
 
 
-def export_onnx(model: torch.nn.Module, out: Path, opset: int = 17) -> Path:
-    """ONNX with a dynamic batch axis; input 'images' float [0, 1] (n, 3, H, W), output 'embeddings'."""
+def model_card(model: torch.nn.Module, kind: str, source: str = "") -> dict[str, Any]:
+    """The card an idstudio export carries: its input size, no outside normalisation (it is
+    inside the model), RGB in [0, 1], its output dimension; ``model add`` reads it."""
+    spec = model.spec
+    note = f"idstudio export of {spec.arch}" + (f" ({source})" if source else "") + ", ImageNet normalisation inside"
+    return ModelCard(kind, spec.height, spec.width, "squash", (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), False, 1.0, spec.dim,
+                     note=note).to_dict()
+
+
+def export_onnx(model: torch.nn.Module, out: Path, opset: int = 17, source: str = "") -> Path:
+    """ONNX with a dynamic batch axis; input 'images' float [0, 1] (n, 3, H, W), output
+    'embeddings'; the model card in ``metadata_props`` (key ``idstudio.card``)."""
     out = _prepare(out)
     spec = model.spec
     dummy = torch.rand(2, 3, spec.height, spec.width)
@@ -54,11 +67,19 @@ def export_onnx(model: torch.nn.Module, out: Path, opset: int = 17) -> Path:
             torch.onnx.export(model, (dummy,), str(tmp), dynamo=False, **kwargs)
         except TypeError:  # older torch without the dynamo switch
             torch.onnx.export(model, (dummy,), str(tmp), **kwargs)
+    import onnx
+
+    proto = onnx.load(str(tmp))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = CARD_KEY, json.dumps(model_card(model, "onnx", source))
+    onnx.save(proto, str(tmp))
     os.replace(tmp, out)
     return out
 
 
-def export_torchscript(model: torch.nn.Module, out: Path) -> Path:
+def export_torchscript(model: torch.nn.Module, out: Path, source: str = "") -> Path:
+    """Traced TorchScript, same input and output as the ONNX export; the model card as the
+    extra file ``idstudio_card.json``."""
     out = _prepare(out)
     spec = model.spec
     model.eval()
@@ -66,7 +87,7 @@ def export_torchscript(model: torch.nn.Module, out: Path) -> Path:
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but still the portable format
         traced = torch.jit.trace(model, torch.rand(2, 3, spec.height, spec.width), check_trace=False)
     tmp = _tmp(out)
-    traced.save(str(tmp))
+    traced.save(str(tmp), _extra_files={CARD_FILE: json.dumps(model_card(model, "torchscript", source))})
     os.replace(tmp, out)
     return out
 
@@ -122,8 +143,9 @@ def _img(jpeg: bytes, label: str, css: str) -> str:
 
 
 def export_html(project: Project, split: evaluation.Split, result: ev.EvalResult, loaded: evaluation.LoadedModel,
-                out: Path, worst: int = 20) -> Path:
-    """The ``worst`` used queries by AP, each with its top-k crops marked right / wrong / ignored."""
+                out: Path, worst: int = 20, activation: bool = False) -> Path:
+    """The ``worst`` used queries by AP, each with its top-k crops marked right / wrong / ignored;
+    with ``activation``, each crop also with the model's activation map over it (where it looks)."""
     out = _prepare(out)
     used = np.nonzero(~np.isnan(result.ap))[0]
     order = used[np.argsort(result.ap[used], kind="stable")][:worst]
@@ -132,6 +154,10 @@ def export_html(project: Project, split: evaluation.Split, result: ev.EvalResult
     need.update(int(split.gallery.id[g]) for q in order for g in result.ranked[q])
     need_list = sorted(need)
     crops = dict(zip(need_list, project.crop_jpegs(need_list)))
+    maps: dict[int, bytes] = {}
+    if activation:
+        overlays = evaluation.ActivationOverlays(project, loaded.ref_key, loaded)
+        maps = dict(zip(need_list, overlays(need_list)))
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>idstudio retrieval report</title><style>",
         "body{font-family:sans-serif;margin:1em;background:#fafafa}table{border-collapse:collapse}"
@@ -139,7 +165,7 @@ def export_html(project: Project, split: evaluation.Split, result: ev.EvalResult
         "border:1px solid #ddd}figure{margin:0;text-align:center;font-size:10px}img{height:128px;display:block;"
         "border:4px solid transparent}.query img{border-color:#2563eb}.right img{border-color:#16a34a}"
         ".wrong img{border-color:#dc2626}.ignored img{border-color:#9ca3af;opacity:.55}"
-        ".info{width:130px;font-size:12px}",
+        ".info{width:130px;font-size:12px}.pair{display:flex;flex-direction:column;gap:2px}",
         "</style></head><body>",
         f"<h1>Retrieval report: {html.escape(loaded.ref_key)} on {html.escape(split.dataset['name'])}</h1>",
         "<table>" + "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td></tr>" if isinstance(v, float)
@@ -147,17 +173,26 @@ def export_html(project: Project, split: evaluation.Split, result: ev.EvalResult
         f"<p>The {len(order)} worst queries by average precision. Border: blue query, green right, red wrong, "
         "grey ignored by the protocol (same identity in the same camera, or junk).</p>",
     ]
+    if activation:
+        parts.append("<p>Beneath each crop: where the model looks (the mean of its last feature map's squared "
+                     "activations, red strongest, as torchreid's visactmap draws it).</p>")
+
+    def img(gid: int, label: str, css: str) -> str:
+        if gid not in maps:
+            return _img(crops[gid], label, css)
+        return (f"<div class='pair'>{_img(crops[gid], label, css)}"
+                f"{_img(maps[gid], 'activation', css + ' act')}</div>")
     for q in order:
         qid = int(split.query.id[q])
         parts.append("<div class='q'>")
         parts.append(f"<div class='info'>query {qid}<br>identity {int(split.query.identity[q])}<br>"
                      f"camera {html.escape(str(split.query.camera[q]))}<br>AP {result.ap[q]:.3f}<br>"
                      f"first hit rank {int(result.first_hit[q])}</div>")
-        parts.append(_img(crops[qid], f"query {qid}", "query"))
+        parts.append(img(qid, f"query {qid}", "query"))
         for r, g in enumerate(result.ranked[q]):
             gid = int(split.gallery.id[g])
             st = ev.STATUS_NAMES[int(result.status[q, r])]
-            parts.append(_img(crops[gid], f"{r + 1}: id {int(split.gallery.identity[g])} {result.scores[q, r]:.3f}", st))
+            parts.append(img(gid, f"{r + 1}: id {int(split.gallery.identity[g])} {result.scores[q, r]:.3f}", st))
         parts.append("</div>")
     parts.append("</body></html>")
     tmp = _tmp(out)
@@ -167,7 +202,7 @@ def export_html(project: Project, split: evaluation.Split, result: ev.EvalResult
 
 
 def export(project: Project, fmt: str, out: Path, checkpoint: str | Path | None = None, dataset: str | int | None = None,
-           k: int = 10, worst: int = 20, ctx: JobContext | None = None) -> dict[str, Any]:
+           k: int = 10, worst: int = 20, ctx: JobContext | None = None, activation: bool = False) -> dict[str, Any]:
     if fmt not in FORMATS:
         raise UserError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
     out = Path(out)
@@ -175,7 +210,10 @@ def export(project: Project, fmt: str, out: Path, checkpoint: str | Path | None 
         loaded = evaluation.load(project, checkpoint)
         if loaded.ref_key == evaluation.COLORHIST:
             raise UserError("The colour-histogram baseline is not a network; export a run's checkpoint or 'init'.")
-        path = (export_onnx if fmt == "onnx" else export_torchscript)(loaded.model, out)
+        if not isinstance(loaded.model, EmbeddingModel):
+            raise UserError(f"{loaded.ref_key} is a model from elsewhere; use its own file, exports are for idstudio's "
+                            "checkpoints.")
+        path = (export_onnx if fmt == "onnx" else export_torchscript)(loaded.model, out, source=loaded.ref_key)
         return {"format": fmt, "path": str(path), "checkpoint": loaded.ref_key}
     if fmt == "embeddings":
         loaded = evaluation.load(project, checkpoint)
@@ -187,5 +225,5 @@ def export(project: Project, fmt: str, out: Path, checkpoint: str | Path | None 
     if fmt == "ranks":
         path = export_ranks(split, result, out)
         return {"format": fmt, "path": str(path), "rows": int(result.ranked.size), "checkpoint": loaded.ref_key}
-    path = export_html(project, split, result, loaded, out, worst=worst)
+    path = export_html(project, split, result, loaded, out, worst=worst, activation=activation)
     return {"format": fmt, "path": str(path), "queries": int(min(worst, result.n_queries)), "checkpoint": loaded.ref_key}

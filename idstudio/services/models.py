@@ -1,4 +1,5 @@
-"""Checkpoint references shared by every command: run id, .pt file, ``init`` or latest."""
+"""Checkpoint references shared by every command: run id, .pt file, ``init``, latest, or
+a registered model's name (``services.model_registry``; also written ``model:NAME``)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,18 @@ from pathlib import Path
 from idstudio.core.errors import UserError
 from idstudio.core.model import EmbeddingModel, ModelSpec, build_model, load_checkpoint
 from idstudio.core.store import Project
+from idstudio.services import model_registry
 
 
 @dataclass(frozen=True)
 class CheckpointRef:
-    """``key``: a stable name for caches ('init', or the checkpoint path relative to the
-    project when inside it, else absolute). ``path``: None for the random init."""
+    """``key``: a stable name for caches ('init', 'model:NAME' for a registered model, or the
+    checkpoint path relative to the project when inside it, else absolute). ``path``: None
+    for the random init. ``model``: the registered model's name, else None."""
 
     key: str
     path: Path | None
+    model: str | None = None
 
 
 INIT = CheckpointRef("init", None)
@@ -40,8 +44,8 @@ def _run_checkpoint(project: Project, run_id: str) -> Path | None:
 
 
 def resolve_checkpoint(project: Project, ref: str | Path | CheckpointRef | None = None) -> CheckpointRef:
-    """A run id (its best.pt, else last.pt), a .pt file, 'init', or None (latest finished
-    run's best, else init)."""
+    """A run id (its best.pt, else last.pt), a registered model's name (or ``model:NAME``),
+    a .pt file, 'init', or None (latest finished run's best, else init)."""
     if isinstance(ref, CheckpointRef):
         return ref
     if ref is None or str(ref) == "":
@@ -55,18 +59,32 @@ def resolve_checkpoint(project: Project, ref: str | Path | CheckpointRef | None 
     text = str(ref)
     if text == "init":
         return INIT
+    if text.startswith(model_registry.PREFIX):
+        return _registered(project, text)
     if (project.runs_dir / text).is_dir() and "/" not in text:
         path = _run_checkpoint(project, text)
         if path is None:
             raise UserError(f"Run {text} has no checkpoint yet; choose a run that finished an epoch.")
         return CheckpointRef(_key(project, path), path)
+    if "/" not in text and model_registry.get(project, text) is not None:
+        return _registered(project, text)
     path = Path(text)
     if not path.is_absolute() and not path.exists() and (project.root / path).exists():
         path = project.root / path
     if path.is_file():
         return CheckpointRef(_key(project, path), path)
     runs = ", ".join(r["id"] for r in project.query("SELECT id FROM runs ORDER BY created_at DESC LIMIT 5")) or "none yet"
-    raise UserError(f"{text} is neither a run id nor a checkpoint file nor 'init'; recent runs: {runs}.")
+    models = ", ".join(m["name"] for m in model_registry.list_models(project)[:5])
+    raise UserError(f"{text} is neither a run id nor a registered model nor a checkpoint file nor 'init'; recent runs: "
+                    f"{runs}" + (f"; models: {models}." if models else "."))
+
+
+def _registered(project: Project, text: str) -> CheckpointRef:
+    row = model_registry.get(project, text)
+    if row is None:
+        raise UserError(f"No model named {text.removeprefix(model_registry.PREFIX)!r} is registered; "
+                        "see `idstudio model list`.")
+    return CheckpointRef(model_registry.PREFIX + row["name"], model_registry.file_of(project, row), row["name"])
 
 
 def default_spec(project: Project) -> ModelSpec:
@@ -85,10 +103,14 @@ def default_spec(project: Project) -> ModelSpec:
 
 
 def load_model(project: Project, ref: str | Path | CheckpointRef | None = None, device: str = "cpu",
-               spec: ModelSpec | None = None) -> tuple[EmbeddingModel, CheckpointRef]:
+               spec: ModelSpec | None = None) -> tuple[EmbeddingModel, CheckpointRef]:  # or an ExternalModel
     """The model for a reference, in eval mode. ``init`` builds the deterministic random
-    init (seed 0) of ``spec`` (default: the project's latest training spec)."""
+    init (seed 0) of ``spec`` (default: the project's latest training spec). A registered
+    model is checked (moved? changed?) and loaded by its card: its ``spec`` is the card."""
     resolved = resolve_checkpoint(project, ref)
+    if resolved.model is not None:
+        model, _ = model_registry.load(project, resolved.model, device=device)
+        return model, resolved
     if resolved.path is None:
         model, _ = build_model(spec or default_spec(project), weights="none", seed=0)
         return model.to(device).eval(), resolved

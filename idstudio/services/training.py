@@ -590,7 +590,7 @@ def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | No
             from idstudio.services.models import load_model
 
             model, ref = load_model(project, cfg.init)
-            cfg.colour = "on" if model.spec.colour > 0 else "off"
+            cfg.colour = "on" if getattr(model.spec, "colour", 0) > 0 else "off"
             if (model.spec.arch, model.spec.dim) != (cfg.arch, cfg.spec().dim):
                 raise UserError(f"Checkpoint {ref.key} is a {model.spec.arch} (dim {model.spec.dim}) but this run asks for "
                                 f"{cfg.arch} (dim {cfg.dim}); set --arch/--dim to match or choose another checkpoint.")

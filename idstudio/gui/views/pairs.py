@@ -284,6 +284,7 @@ class PairsView(QWidget):
             scroll.setMinimumHeight(160)
             mv.addWidget(scroll, 1)
             self.mine_scroll = scroll
+            self.checkpoint_box = self._checkpoint_choice()
         else:
             note = QLabel("Mining becomes available when the training service is installed "
                           "(services.training.MineConfig).", mine_box)
@@ -467,6 +468,7 @@ class PairsView(QWidget):
 
     # ---- loading --------------------------------------------------------------------------------------
     def _project_opened(self, *_: Any) -> None:
+        self.refresh_checkpoints()
         self.undo_stack.clear()
         self._videos.clear()
         self._boxes.clear()
@@ -475,6 +477,8 @@ class PairsView(QWidget):
         self.reload()
 
     def _data_changed(self, area: str) -> None:
+        if area in ("runs", "models"):
+            self.refresh_checkpoints()
         if area in ("pairs", "videos"):
             self._boxes.clear()
             self._round_keys = None
@@ -765,6 +769,62 @@ class PairsView(QWidget):
         self.toggle_grid()
 
     # ---- mining ------------------------------------------------------------------------------------------------
+    def _checkpoint_choice(self) -> QComboBox | None:
+        """The form's free-text checkpoint field becomes a choice of the latest run, each run,
+        each registered model (``idstudio model add``) and the random init; the hidden text
+        field stays what the config is built from."""
+        edit = self.mine_form.widgets.get("checkpoint") if self.mine_form is not None else None
+        if edit is None:
+            return None
+        box = QComboBox(self.mine_form)
+        box.setObjectName("mine_checkpoint")
+        box.setToolTip(edit.toolTip() + "\nRegistered models from elsewhere (ONNX, TorchScript, the ISR release) "
+                       "mine as teachers.")
+        box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        box.setMinimumContentsLength(12)
+        edit.parentWidget().layout().replaceWidget(edit, box)
+        edit.hide()
+        box.currentIndexChanged.connect(lambda _i: edit.setText(box.currentData() or ""))
+        edit.textChanged.connect(self._checkpoint_text_changed)
+        self.checkpoint_box = box
+        self.refresh_checkpoints()
+        return box
+
+    def _checkpoint_text_changed(self, text: str) -> None:
+        box = getattr(self, "checkpoint_box", None)
+        if box is None or (box.currentData() or "") == text:
+            return
+        i = box.findData(text)
+        if i < 0:  # a value from a preset or a file: keep it choosable
+            box.addItem(text, text)
+            i = box.count() - 1
+        box.blockSignals(True)
+        box.setCurrentIndex(i)
+        box.blockSignals(False)
+
+    def refresh_checkpoints(self) -> None:
+        box = getattr(self, "checkpoint_box", None)
+        if box is None:
+            return
+        keep = self.mine_form.widgets["checkpoint"].text()
+        box.blockSignals(True)
+        box.clear()
+        box.addItem("latest run's best (else init)", "")
+        project = self.session.project
+        if project is not None:
+            from idstudio.services import model_registry
+
+            for run in project.query("SELECT id, status FROM runs WHERE kind = 'train' ORDER BY created_at DESC"):
+                if any((project.runs_dir / run["id"] / n).is_file() for n in ("best.pt", "last.pt")):
+                    box.addItem(f"run {run['id']} ({run['status']})", run["id"])
+            for m in model_registry.list_models(project):
+                box.addItem(f"{m['name']} ({m['kind']}, {m['card']['height']}x{m['card']['width']})", m["ref"])
+        box.addItem("init (random, or ImageNet when cached)", "init")
+        box.blockSignals(False)
+        self._checkpoint_text_changed(keep)
+        if box.findData(keep) >= 0:
+            box.setCurrentIndex(box.findData(keep))
+
     def start_mining(self):
         if self.session.project is None or self.mine_form is None:
             return None

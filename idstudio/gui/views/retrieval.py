@@ -23,6 +23,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFrame,
     QGridLayout,
@@ -111,6 +112,21 @@ def browse_job(root: Path, checkpoint: str | None, dataset: str | int | None, to
         ap=res.ap, first_hit=res.first_hit, ranked=res.ranked, scores=res.scores, status=res.status,
         cmc=np.asarray(res.cmc), summary=summary, q_feat=qf, g_feat=gf, pca_q=pca_q, pca_g=pca_g,
         extra={"checkpoint_key": loaded.ref_key})
+
+
+def add_model_job(root: Path, kwargs: dict[str, Any], ctx) -> dict[str, Any]:
+    """Register a model file (runs it once: a worker's job)."""
+    from idstudio.core.store import Project
+    from idstudio.services import model_registry
+
+    with Project.open(root) as project:
+        return model_registry.add(project, **kwargs)
+
+
+def prepare_overlays_job(overlays, ctx):
+    """Load the model behind activation overlays and check it has a feature map (worker)."""
+    overlays.model()
+    return overlays
 
 
 def search_job(root: Path, checkpoint: str | None, dataset: str | int | None, image_path: Path, top_k: int, ctx):
@@ -381,6 +397,62 @@ class PcaPlot(pg.PlotWidget):
 
 
 # ---- the view -----------------------------------------------------------------------------------
+class ModelCardPanel(QFrame):
+    """What models A and B expect and give: kind, input size and resize, colour order,
+    normalisation, output; fields a registered model took from defaults are marked."""
+
+    FIELDS = (("kind", "Model"), ("input", "Input"), ("colour", "Colour"), ("normalisation", "Normalisation"),
+              ("output", "Output"))
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("model_cards")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        grid = QGridLayout(self)
+        grid.setContentsMargins(8, 3, 8, 3)
+        grid.setHorizontalSpacing(16)
+        grid.setVerticalSpacing(1)
+        for col, (_, title) in enumerate(self.FIELDS, start=1):
+            head = QLabel(title)
+            head.setStyleSheet("color: #666; font-size: 8pt")
+            grid.addWidget(head, 0, col)
+        self.rows: list[QLabel] = []
+        self.cells: list[dict[str, QLabel]] = [{}, {}]
+        for r, (name, colour) in enumerate((("A", "#2f7ed8"), ("B", "#e4572e"))):
+            label = QLabel(name)
+            label.setStyleSheet(f"color: {colour}; font-weight: 600")
+            grid.addWidget(label, r + 1, 0)
+            self.rows.append(label)
+            for col, (key, _) in enumerate(self.FIELDS, start=1):
+                cell = QLabel("")
+                cell.setObjectName(f"card_{key}_{'ab'[r]}")
+                cell.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+                grid.addWidget(cell, r + 1, col)
+                self.cells[r][key] = cell
+        grid.setColumnStretch(len(self.FIELDS), 1)
+        self.cards: list[dict[str, Any] | None] = [None, None]
+
+    def set_card(self, row: int, card: dict[str, Any] | None) -> None:
+        self.cards[row] = card
+        visible = card is not None
+        self.rows[row].setVisible(visible)
+        assumed = set((card or {}).get("assumed") or [])
+        if "resize" in assumed:
+            assumed.add("input")
+        for key, cell in self.cells[row].items():
+            cell.setVisible(visible)
+            if card is None:
+                continue
+            text = str(card.get(key, ""))
+            if key in assumed:
+                cell.setText(f"{text} <span style='color:#c27c0e'>(default, assumed)</span>")
+                cell.setToolTip("Taken from the defaults when the model was registered: check it against the "
+                                "model's documentation (idstudio model add --help).")
+            else:
+                cell.setText(text)
+                cell.setToolTip(str(card.get("note", "")) if key == "kind" else "")
+
+
 class RetrievalView(QWidget):
     title = "Retrieval"
 
@@ -388,6 +460,7 @@ class RetrievalView(QWidget):
         super().__init__(parent)
         self.session = session
         self.results: dict[str, BrowseResult | None] = {"A": None, "B": None}
+        self.overlay_loaders: dict[str, ThumbnailLoader] = {}
         self.jobs: dict[str, Any] = {}  # "A" | "B" | "search" -> JobHandle
         self.current_row = -1
         self.search_tiles: list[Tile] | None = None
@@ -400,7 +473,8 @@ class RetrievalView(QWidget):
         runner.failed.connect(self._on_failed)
         runner.cancelled.connect(self._on_cancelled)
         session.project_opened.connect(lambda *_: self.refresh_choices())
-        session.data_changed.connect(lambda area: area in ("runs", "datasets", "evaluations") and self.refresh_choices())
+        session.data_changed.connect(
+            lambda area: area in ("runs", "datasets", "evaluations", "models") and self.refresh_choices())
         if getattr(session, "project", None) is not None:
             self.refresh_choices()
 
@@ -413,7 +487,8 @@ class RetrievalView(QWidget):
         self.ckpt_a = QComboBox(self)
         self.ckpt_a.setObjectName("checkpoint_a")
         self.ckpt_a.setMinimumWidth(220)
-        self.ckpt_a.setToolTip("A: the model to audit (a run's best checkpoint, or the random init).")
+        self.ckpt_a.setToolTip("A: the model to audit (a run's best checkpoint, a registered model from elsewhere, "
+                               "the random init or the colour histogram).")
         bar.addWidget(self.ckpt_a)
         bar.addWidget(QLabel("compare with"))
         self.ckpt_b = QComboBox(self)
@@ -421,6 +496,12 @@ class RetrievalView(QWidget):
         self.ckpt_b.setMinimumWidth(180)
         self.ckpt_b.setToolTip("B: optional second model; the query list shows how each query's rank moved.")
         bar.addWidget(self.ckpt_b)
+        self.add_model_btn = QPushButton("+ Model…", self)
+        self.add_model_btn.setObjectName("add_model")
+        self.add_model_btn.setToolTip("Register a model from elsewhere: ONNX, TorchScript, the ISR release "
+                                      "(idstudio model add).")
+        self.add_model_btn.clicked.connect(self.add_model)
+        bar.addWidget(self.add_model_btn)
         bar.addWidget(QLabel("Dataset"))
         self.dataset_box = QComboBox(self)
         self.dataset_box.setObjectName("dataset")
@@ -438,6 +519,11 @@ class RetrievalView(QWidget):
         bar.addWidget(self.progress)
         bar.addStretch(1)
         v.addLayout(bar)
+
+        self.cards = ModelCardPanel(self)
+        v.addWidget(self.cards)
+        self.ckpt_a.currentIndexChanged.connect(self.update_cards)
+        self.ckpt_b.currentIndexChanged.connect(self.update_cards)
 
         self.summary = SummaryBar(self)
         v.addWidget(self.summary)
@@ -498,6 +584,13 @@ class RetrievalView(QWidget):
         legend.setWordWrap(True)
         legend.setStyleSheet("color: #555; font-size: 8pt")
         head.addWidget(legend, 1)
+        self.look_box = QCheckBox("Where the model looks", middle)
+        self.look_box.setObjectName("activation")
+        self.look_box.setToolTip("Overlay each crop with its model's activation map (the mean of the last feature "
+                                 "map's squared activations; red strongest): does a match rest on the person or on "
+                                 "the background? For idstudio models and the ISR release.")
+        self.look_box.toggled.connect(self.show_activation)
+        head.addWidget(self.look_box, 0, Qt.AlignmentFlag.AlignTop)
         mv.addLayout(head)
         self.label_a = QLabel("A", middle)
         self.label_a.setStyleSheet("color: #2f7ed8; font-weight: 600")
@@ -564,6 +657,13 @@ class RetrievalView(QWidget):
             label = f"{run['id']} ({run['status']}, {run['epochs_done'] or 0} ep)"
             self.ckpt_a.addItem(label, run["id"])
             self.ckpt_b.addItem(label, run["id"])
+        from idstudio.services import model_registry
+
+        for m in model_registry.list_models(project):
+            card = m["card"]
+            label = f"{m['name']} ({m['kind']}, {card['height']}x{card['width']}, {card['dim']}-d)"
+            self.ckpt_a.addItem(label, m["ref"])
+            self.ckpt_b.addItem(label, m["ref"])
         for label, ref in (("init (random, seed 0)", "init"), ("colour histogram (no learning)", "colorhist")):
             self.ckpt_a.addItem(label, ref)
             self.ckpt_b.addItem(label, ref)
@@ -575,15 +675,68 @@ class RetrievalView(QWidget):
             if keep is not None and i >= 0:
                 box.setCurrentIndex(i)
         self.eval_btn.setEnabled(self.dataset_box.count() > 0)
+        self.update_cards()
         if self.dataset_box.count() == 0:
             self.summary.note.setText("This project has no labelled dataset with query and gallery images; "
                                       "import one in the Data view (Market-1501 folder).")
+
+    def update_cards(self, *_args) -> None:
+        """The model card panel follows the A and B choices (read from the project, nothing run)."""
+        project = getattr(self.session, "project", None)
+        from idstudio.services import evaluation
+
+        for row, box in enumerate((self.ckpt_a, self.ckpt_b)):
+            ref = box.currentData()
+            card = None
+            if project is not None and (ref is not None or (row == 0 and box.count())):
+                try:
+                    card = evaluation.describe_model(project, ref)
+                except UserError as exc:
+                    card = {"kind": str(exc), "input": "", "colour": "", "normalisation": "", "output": ""}
+            self.cards.set_card(row, card)
+
+    def add_model(self) -> None:
+        """Ask for a model file and its card, and register it in a worker (it is run once)."""
+        if self.session.root is None:
+            return
+        from idstudio.gui.model_dialog import AddModelDialog
+
+        dialog = AddModelDialog(self, start_dir=str(self.session.root))
+        if dialog.exec() != AddModelDialog.DialogCode.Accepted:
+            return
+        try:
+            kwargs = dialog.arguments()
+        except UserError as exc:
+            self._error(str(exc))
+            return
+        self.register_model(kwargs)
+
+    def register_model(self, kwargs: dict[str, Any]):
+        self.add_model_btn.setEnabled(False)
+
+        def done(info: dict[str, Any]) -> None:
+            self.refresh_choices()
+            i = self.ckpt_a.findData(info["ref"])
+            if i >= 0:
+                self.ckpt_a.setCurrentIndex(i)
+
+        handle = self.session.start_job(f"Register {Path(kwargs['file']).name}", add_model_job,
+                                        Path(self.session.root), kwargs, changes=("models",), on_finished=done)
+        self.jobs["add"] = handle
+        runner = self.session.runner
+
+        def ended(job_id, *_):
+            if job_id == handle.job_id:
+                self.add_model_btn.setEnabled(True)
+        for sig in (runner.finished, runner.failed, runner.cancelled):
+            sig.connect(ended)
+        return handle
 
     # ---- evaluation -----------------------------------------------------------------------
     def evaluate(self) -> None:
         if self.session.root is None:
             return
-        if any(h is not None and h.running for h in self.jobs.values()):
+        if any(h is not None and h.running for slot, h in self.jobs.items() if slot in ("A", "B")):
             return
         dataset = self.dataset_box.currentData()
         if dataset is None:
@@ -594,6 +747,8 @@ class RetrievalView(QWidget):
             wanted["B"] = self.ckpt_b.currentData()
         self.results = {"A": None, "B": None}
         self.search_tiles = None
+        self.look_box.setChecked(False)  # new models: their maps are made when asked for again
+        self.overlay_loaders = {}
         self._pending = set(wanted)
         self.progress.setVisible(True)
         self.progress.setValue(0)
@@ -627,6 +782,16 @@ class RetrievalView(QWidget):
     def _on_failed(self, job_id: str, message: str) -> None:
         slot = self._mine(job_id)
         if slot is None:
+            return
+        if slot in ("add", "search", "look-A", "look-B"):
+            self.jobs[slot] = None
+            if slot == "look-B":  # a note beside B's results, not an error: A's maps are shown
+                self.label_b.setText(f"{self._names()[1]} · no activation maps: only idstudio models and the ISR "
+                                     "release have a feature map to look at")
+                return
+            if slot == "look-A":
+                self.look_box.setChecked(False)
+            self._error(message)
             return
         self.jobs[slot] = None
         self._pending = set()
@@ -738,6 +903,58 @@ class RetrievalView(QWidget):
         if b is not None:
             self.grid_b.set_tiles(self._tiles(b, row))
         self.pca.select(row)
+
+    # ---- where the model looks -------------------------------------------------------------
+    def _use_loader(self, grid: RankedGrid, loader: ThumbnailLoader) -> None:
+        if grid.loader is loader:
+            return
+        try:
+            grid.loader.ready.disconnect(grid.viewport().update)
+        except (RuntimeError, TypeError):
+            pass
+        grid.loader = loader
+        grid.itemDelegate().loader = loader
+        loader.ready.connect(grid.viewport().update)
+        grid.viewport().update()
+
+    def _apply_loaders(self) -> None:
+        on = self.look_box.isChecked()
+        if not on:
+            self.label_b.setText(self._names()[1])
+        a = self.overlay_loaders.get("A") if on else None
+        b = self.overlay_loaders.get("B") if on else None
+        self._use_loader(self.grid_a, a or self.loader)
+        self._use_loader(self.query_tile, a or self.loader)
+        self._use_loader(self.grid_b, b or self.loader)
+
+    def show_activation(self, on: bool) -> None:
+        """Overlay the tiles with their model's activation map (a model is prepared once, in a
+        worker); off: the plain crops again."""
+        if not on:
+            self._apply_loaders()
+            return
+        wanted = [slot for slot in ("A", "B") if self.results.get(slot) is not None
+                  and slot not in getattr(self, "overlay_loaders", {})]
+        if self.results.get("A") is None:
+            self.look_box.setChecked(False)
+            self._error("Evaluate a model first: its activation maps are drawn over its ranked results.")
+            return
+        if not wanted:
+            self._apply_loaders()
+            return
+        from idstudio.services import evaluation
+
+        self.overlay_loaders = getattr(self, "overlay_loaders", {})
+        for slot in wanted:
+            overlays = evaluation.ActivationOverlays(self.session.project, self.results[slot].checkpoint)
+
+            def ready(prepared, s=slot) -> None:
+                loader = ThumbnailLoader(fetch=prepared, parent=self)
+                self.overlay_loaders[s] = loader
+                self._apply_loaders()
+
+            self.jobs[f"look-{slot}"] = self.session.start_job(
+                f"Activation maps ({slot})", prepare_overlays_job, overlays, on_finished=ready)
 
     # ---- search by image ------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802
