@@ -232,5 +232,9 @@ def test_colour_auto_is_decided_by_the_labelled_data_and_recorded(copy_project):
         from idstudio.services.evaluation import ColorHistogram, evaluate_model
 
         colour = evaluate_model(project, ColorHistogram())["mAP"]
-        deep = evaluate_model(project, build_model(ModelSpec("resnet18", dim=32, height=64, width=32), weights="none")[0])["mAP"]
+        deep = evaluate_model(project, build_model(tiny().spec(colour=False), weights="none")[0])["mAP"]
     assert saved["colour"] == ("on" if colour >= deep else "off")
+    if saved["colour"] == "off":  # the cross-camera recipe fills the fields the run did not give
+        assert "Cross-camera recipe" in line
+        assert saved["sampler"] == "pairs" and saved["freeze"] == 0.0 and saved["lr"] == 1e-3
+        assert saved["epochs"] == TINY["epochs"] and saved["batch_size"] == TINY["batch_size"]  # given: kept
