@@ -802,7 +802,10 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
             method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
             kw = {"num_workers": workers, "multiprocessing_context": method, "persistent_workers": False,
                   "prefetch_factor": 2, "pin_memory": device.type == "cuda"}
-        return batches, torch.utils.data.DataLoader(ds, batch_sampler=batches, **kw)
+        # Its own generator: a DataLoader otherwise draws a seed from the global RNG, which
+        # drives augmentation, so a run stopped mid-epoch and resumed would drift from then on.
+        loader_rng = torch.Generator().manual_seed(int(cfg.seed) * 100_003 + epoch)
+        return batches, torch.utils.data.DataLoader(ds, batch_sampler=batches, generator=loader_rng, **kw)
 
     def state_extra(epoch: int, step: int) -> dict[str, Any]:
         extra = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),

@@ -80,7 +80,7 @@ def metric_info(name: str) -> tuple[str, str, float] | None:
     if name in KNOWN:
         return KNOWN[name]
     if name.startswith(PER_DATASET_PREFIX) and name.endswith("/mAP") and name.count("/") == 2:
-        return "eval", f"{name.split('/')[1]} mAP", 100.0
+        return "eval", name.split("/")[1], 100.0
     return None
 
 
@@ -180,11 +180,14 @@ class TrainPlots(pg.GraphicsLayoutWidget):
             self.empty_labels[key] = empty
             self.plots[key] = plot
 
+    def _per_dataset(self) -> bool:
+        return any(n.count("/") == 2 for n in self.series if n.startswith(PER_DATASET_PREFIX))
+
     def _label(self, name: str) -> str:
-        """Legend label; beside per-dataset curves, the plain mAP/Rank-1 are their means."""
+        """Legend label; beside per-dataset mAP curves, the plain mAP is their mean."""
         label = metric_info(name)[1]
-        if name in ("eval/mAP", "eval/rank1") and any(n.count("/") == 2 for n in self.series if n.startswith(PER_DATASET_PREFIX)):
-            label = f"mean {label}"
+        if name == "eval/mAP" and self._per_dataset():
+            label = "mean"
         return label
 
     def clear_all(self) -> None:
@@ -224,8 +227,8 @@ class TrainPlots(pg.GraphicsLayoutWidget):
     def redraw(self) -> None:
         for name in sorted(self._dirty):
             key = plot_for(name)
-            if key is None:
-                continue
+            if key is None or (name == "eval/rank1" and self._per_dataset()):
+                continue  # with one mAP curve per dataset, the mean Rank-1 would crowd the plot
             xs, ys = self.series[name]
             curve = self.curves.get(name)
             if curve is None:
@@ -241,6 +244,8 @@ class TrainPlots(pg.GraphicsLayoutWidget):
                 self.empty_labels[key].setVisible(False)
                 n_in_plot = sum(1 for n in self.curves if plot_for(n) == key)
                 plot.legend.setVisible(n_in_plot > 1)
+                if n_in_plot > 3:  # many datasets: a see-through legend keeps the curves under it visible
+                    plot.legend.setBrush(pg.mkBrush(255, 255, 255, 150))
             curve.setData(xs, ys)
         self._dirty.clear()
 
