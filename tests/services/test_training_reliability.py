@@ -168,3 +168,24 @@ def test_kill_9_then_resume_ends_with_the_weights_of_an_uninterrupted_run(projec
     done = training.resume(project, killed, JobContext())
     assert done["status"] == "finished" and done["epochs_done"] == 2
     assert same_weights(weights(project, whole["run_id"]), weights(project, killed))
+
+
+def _stop_in_epoch(n: int) -> JobContext:
+    ctx = JobContext()
+
+    def stop(event):
+        if event["type"] == "progress" and event["message"].startswith(f"epoch {n}/") and event["done"] == 1:
+            ctx.request_stop()  # Stop early (GUI), Ctrl-C (CLI) or the time budget, after one step
+    ctx.add_sink(stop)
+    return ctx
+
+
+def test_stop_mid_epoch_and_resume_end_with_the_weights_of_an_uninterrupted_run(project):
+    """The data loader has its own generator: restarting it mid-epoch draws nothing from the
+    global generator that drives the augmentation."""
+    whole = training.train(project, tiny(steps_per_epoch=3), JobContext())
+    stopped = training.train(project, tiny(steps_per_epoch=3), _stop_in_epoch(1))
+    assert stopped["status"] == "stopped" and stopped["epochs_done"] == 0
+    done = training.resume(project, stopped["run_id"], JobContext())
+    assert done["epochs_done"] == 2
+    assert same_weights(weights(project, whole["run_id"]), weights(project, stopped["run_id"]))
