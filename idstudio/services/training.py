@@ -450,7 +450,8 @@ CROSS_CAMERA_RECIPE: dict[str, Any] = dict(
 
 
 def apply_recipe(cfg: TrainConfig, recipe: dict[str, Any], given: dict[str, Any]) -> str:
-    """Set the recipe's fields that the user did not give; returns a sentence for the log."""
+    """Set the recipe's fields that are still at their default values (``given``: the fields that are not);
+    returns a sentence for the log."""
     changed = {k: v for k, v in recipe.items() if k not in given and getattr(cfg, k) != v}
     for key, value in changed.items():
         setattr(cfg, key, value)
