@@ -8,8 +8,8 @@ Three kinds of file besides idstudio's checkpoints:
   Python's pickle);
 - ``isr``: the ISR release (ICCV 2023, ``swin_base_patch4_window7_224.pth``): timm's
   ``swin_base_patch4_window7_224`` whose final-norm tokens are mean-pooled to 1024-d and
-  projected by ``Linear(1024, 512)`` named ``feat``, loaded with ``torch.load(...,
-  weights_only=True)`` and a key check that allows only timm's non-persistent buffers and
+  projected by ``Linear(1024, 512)`` named ``feat``, read as weights only (no pickled
+  code runs) with a key check that allows only timm's non-persistent buffers and
   the unused classifier head to differ.
 
 Each is wrapped as an ``ExternalModel`` (an ``nn.Module``) that takes what idstudio's own

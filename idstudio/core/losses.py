@@ -54,13 +54,7 @@ def reliability_info_nce(za: torch.Tensor, zb: torch.Tensor, weights: torch.Tens
         neg_ab = -torch.log1p(-log_p_ab.exp().clamp(max=1 - 1e-6))
         neg_ba = -torch.log1p(-log_p_ba.exp().clamp(max=1 - 1e-6))
         per_row = torch.where(pos, -(log_p_ab + log_p_ba) / 2, (neg_ab + neg_ba) / 2)
-    if weights is None:
-        w = torch.full((n,), 1.0 / n, device=device)
-    else:
-        w = weights.detach().float().to(device).clamp(min=0)
-        total = w.sum()
-        w = w / total if total > 0 else torch.full((n,), 1.0 / n, device=device)
-    return (w * per_row).sum()
+    return _weighted_mean(per_row, weights)
 
 
 def masked_info_nce(za: torch.Tensor, zb: torch.Tensor, certain: torch.Tensor, weights: torch.Tensor | None = None,
@@ -85,10 +79,16 @@ def masked_info_nce(za: torch.Tensor, zb: torch.Tensor, certain: torch.Tensor, w
     logits = logits.masked_fill(~allowed, float("-inf"))
     per_view = -F.log_softmax(logits, dim=1)[torch.arange(2 * n, device=device), partner]
     per_row = (per_view[:n] + per_view[n:]) / 2
+    return _weighted_mean(per_row, weights)
+
+
+def _weighted_mean(per_row: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Σ ŵ_i · loss_i with ŵ the detached, non-negative weights normalised over the batch
+    (uniform when none are given or they sum to 0)."""
+    n, device = per_row.shape[0], per_row.device
+    uniform = torch.full((n,), 1.0 / n, device=device)
     if weights is None:
-        w = torch.full((n,), 1.0 / n, device=device)
-    else:
-        w = weights.detach().float().to(device).clamp(min=0)
-        total = w.sum()
-        w = w / total if total > 0 else torch.full((n,), 1.0 / n, device=device)
-    return (w * per_row).sum()
+        return (uniform * per_row).sum()
+    w = weights.detach().float().to(device).clamp(min=0)
+    total = w.sum()
+    return ((w / total if total > 0 else uniform) * per_row).sum()

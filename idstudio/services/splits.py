@@ -106,5 +106,7 @@ def training_mask(project: Project, table) -> np.ndarray:
         "SELECT id, holdout_from FROM videos WHERE holdout_from IS NOT NULL")}
     if not holdout:
         return np.ones(len(table), dtype=bool)
-    limit = np.array([holdout.get(int(v), np.iinfo(np.int64).max) for v in table.video_id], dtype=np.int64)
+    limit = np.full(len(table), np.iinfo(np.int64).max, dtype=np.int64)
+    for video_id, first_held_out in holdout.items():
+        limit[table.video_id == video_id] = first_held_out
     return table.frame < limit

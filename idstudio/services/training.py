@@ -431,7 +431,7 @@ def _other_video_negatives(cfg: TrainConfig) -> bool:
     return cfg.other_video_negatives == "on" or (cfg.other_video_negatives == "auto" and cfg.colour == "on")
 
 
-def _saved_start(run_dir: Path) -> str:
+def saved_start(run_dir: Path) -> str:
     """The start a run recorded in its config.json (kept across resumes)."""
     try:
         return str(json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("start", ""))
@@ -613,7 +613,7 @@ def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | No
         model, payload = load_checkpoint(run_dir / "last.pt", device="cpu", spec=cfg.spec())
         run_id = resume
         message = f"Resuming run {run_id} from epoch {payload['epoch']} step {payload.get('step', 0)}."
-        start = _saved_start(run_dir)
+        start = saved_start(run_dir)
     else:
         if cfg.init:
             from idstudio.services.models import load_model

@@ -130,14 +130,6 @@ def _fmt_duration(seconds: float) -> str:
     return f"{seconds}s"
 
 
-def _run_start(run_dir: Path) -> str:
-    """The start a run used, as its config.json records it ('' for runs from before)."""
-    try:
-        return str(json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("start", ""))
-    except (OSError, ValueError):
-        return ""
-
-
 def short_start(message: str) -> str:
     """'Start: ImageNet weights for mobilenet_v2 from /long/path (bundled ...).' -> a few words."""
     if not message.startswith("Start: "):
@@ -652,10 +644,11 @@ class TrainView(QWidget):
         self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())
         if row is not None:
             status = self._status(row)
-            start = short_start(_run_start(Path(self.session.root) / "runs" / run_id))
+            full_start = _training_module().saved_start(Path(self.session.root) / "runs" / run_id)
+            start = short_start(full_start)
             self.run_title.setText(f"Run {run_id} — {status}, {row.get('epochs_done') or 0} epoch(s)"
                                    + (f" · {start}" if start else ""))
-            self.run_title.setToolTip(_run_start(Path(self.session.root) / "runs" / run_id))
+            self.run_title.setToolTip(full_start)
             self.device_label.setText(f"Device {row.get('device') or '—'}")
 
     def _refresh_reliability(self, run_id: str | None, rounds: list[tuple[float, float]] | None = None) -> None:
