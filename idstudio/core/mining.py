@@ -79,6 +79,7 @@ class MiningResult:
     reliability: np.ndarray
     component: np.ndarray
     stats: dict[str, Any]
+    embeddings: np.ndarray | None = None  # the round's (n, d) embeddings, rows of the table
 
     def __len__(self) -> int:
         return len(self.a)

@@ -93,7 +93,8 @@ class TrackletSampler:
         return max(1, len(self.tracklets.row_tracklets) // batch)
 
     def epoch(self, batch_size: int, n_batches: int, rng: np.random.Generator) -> tuple[PairDataset, list[np.ndarray]]:
-        anchors, positives, owners = tracklet_batches(self.tracklets, self.frame_key, self.frame, batch_size,
+        # Time is the frame key: a member in another video (a cross-video link) counts as the farthest.
+        anchors, positives, owners = tracklet_batches(self.tracklets, self.frame_key, self.frame_key, batch_size,
                                                       n_batches, rng)
         self._anchor_video, self._anchor_key = self.video[anchors], self.frame_key[anchors]
         dataset = PairDataset(self.crops, anchors, positives, self.tracklets.weight[owners])

@@ -161,6 +161,33 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    # 3 -> 4: cross-video links between pseudo-tracklets (core/links.py). A link is named by
+    # two representative instances so it survives re-mining; reviews of a link are rows of
+    # `reviews` on that instance pair, like any other decision.
+    """
+    CREATE TABLE link_rounds (
+        id INTEGER PRIMARY KEY,
+        mining_round_id INTEGER REFERENCES mining_rounds(id),
+        run_id TEXT,
+        checkpoint TEXT NOT NULL,
+        params TEXT NOT NULL,            -- JSON
+        n_links INTEGER, precision REAL, recall REAL,
+        stats TEXT,                      -- JSON
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE links (
+        id INTEGER PRIMARY KEY,
+        round_id INTEGER NOT NULL REFERENCES link_rounds(id),
+        a INTEGER NOT NULL REFERENCES instances(id),   -- representative of the lower video's tracklet
+        b INTEGER NOT NULL REFERENCES instances(id),
+        a_members TEXT NOT NULL,         -- JSON instance ids of each tracklet, in time order
+        b_members TEXT NOT NULL,
+        similarity REAL NOT NULL,
+        reliability REAL NOT NULL,
+        kept INTEGER NOT NULL            -- 1: within the round's kept share
+    );
+    CREATE INDEX links_round ON links(round_id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -34,6 +34,7 @@ class Tracklets:
     members: list[np.ndarray]  # rows of each tracklet, ordered by frame
     weight: np.ndarray  # (k,) mean reliability of each tracklet's pairs
     row_tracklets: dict[int, list[int]]  # row -> tracklets it belongs to
+    pair_tracklet: np.ndarray | None = None  # per input pair: its tracklet, -1 when dropped
 
     def __len__(self) -> int:
         return len(self.members)
@@ -55,14 +56,16 @@ def build_tracklets(a: np.ndarray, b: np.ndarray, reliability: np.ndarray, compo
     # can split a component in two.
     free = keep & (comp < 0)
     comp[free] = comp.max(initial=-1) + 1 + np.arange(int(free.sum()))
+    pair_tracklet = np.full(len(keep), -1, np.int64)
     a, b, rel, comp = a[keep], b[keep], np.asarray(reliability, np.float32)[keep], comp[keep]
     if len(a) == 0:
-        return Tracklets([], np.zeros(0, np.float32), {})
+        return Tracklets([], np.zeros(0, np.float32), {}, pair_tracklet)
     # node = (row, component): an instance may sit in two windowed components
     keys, inv = np.unique(np.concatenate([np.stack([a, comp], 1), np.stack([b, comp], 1)]), axis=0, return_inverse=True)
     inv = inv.reshape(-1)
     labels = components(len(keys), inv[:len(a)], inv[len(a):])
     pair_label = labels[inv[:len(a)]]
+    pair_tracklet[keep] = pair_label
     n_labels = int(labels.max()) + 1
     weight = np.bincount(pair_label, weights=rel, minlength=n_labels) / np.maximum(np.bincount(pair_label, minlength=n_labels), 1)
     order = np.argsort(labels, kind="stable")
@@ -75,7 +78,7 @@ def build_tracklets(a: np.ndarray, b: np.ndarray, reliability: np.ndarray, compo
         members.append(rows)
         for r in rows.tolist():
             row_tracklets.setdefault(r, []).append(t)
-    return Tracklets(members, weight.astype(np.float32), row_tracklets)
+    return Tracklets(members, weight.astype(np.float32), row_tracklets, pair_tracklet)
 
 
 def tracklet_batches(tracklets: Tracklets, frame_key: np.ndarray, frame: np.ndarray, batch_size: int,

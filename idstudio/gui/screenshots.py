@@ -53,6 +53,13 @@ def render(out_dir: Path, project: Path, size: tuple[int, int] = (1400, 900), se
         window.grab().save(str(path))
         written.append(path)
         window.views["pairs"].toggle_grid()
+    if hasattr(window.views.get("pairs"), "show_links"):
+        window.show_view("pairs")
+        window.views["pairs"].show_links()
+        _settle(app, settle)
+        path = out_dir / "pairs-links.png"
+        window.grab().save(str(path))
+        written.append(path)
     window.close()
     return written
 

@@ -26,6 +26,7 @@ DEFAULTS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "review.redo": (("Ctrl+Shift+Z", "Ctrl+Y"), "Redo", "Pairs"),
     "review.relink": (("L",), "Relink: pick the right partner (click or 1-9)", "Pairs"),
     "review.grid": (("G",), "Switch between card and grid mode", "Pairs"),
+    "review.split": (("X",), "Links: split a strip that shows two people (then 1-8, Tab, Esc)", "Pairs"),
     "data.play": (("K",), "Play / pause the video", "Data"),
     "data.next": (("Right",), "Next frame", "Data"),
     "data.prev": (("Left",), "Previous frame", "Data"),

@@ -32,10 +32,12 @@ from idstudio.core.data import CropStore, train_transform
 from idstudio.core.errors import JobCancelled, UserError
 from idstudio.core.jobs import JobContext
 from idstudio.core.sampling import SAMPLERS, frame_batches, make_sampler  # noqa: F401 - frame_batches: re-exported
+from idstudio.core.links import link_tracklets
 from idstudio.core.mining import MiningParams, MiningResult, mine as mine_pairs
 from idstudio.core.colour import DIM as COLOUR_DIM
 from idstudio.core.model import EmbeddingModel, ModelSpec, archs, build_model, load_checkpoint, save_checkpoint
 from idstudio.core.store import Project, to_json
+from idstudio.services.links import LinkFields
 
 
 # ---- configs ----------------------------------------------------------------------------------
@@ -71,8 +73,8 @@ class MineConfig(MiningFields):
 
 
 @dataclass
-class TrainConfig(MiningFields):
-    GROUPS: ClassVar[tuple[str, ...]] = ("Model", "Training", "Mining", "Hardware")
+class TrainConfig(LinkFields, MiningFields):
+    GROUPS: ClassVar[tuple[str, ...]] = ("Model", "Training", "Mining", "Links", "Hardware")
     INFO_KEYS: ClassVar[tuple[str, ...]] = ("start",)  # written into config.json, never read back as settings
 
     arch: str = field("mobilenet_v2", help="backbone", choices=list(archs()), group="Model")
@@ -109,6 +111,10 @@ class TrainConfig(MiningFields):
                            "part, where colour casts differ between cameras, 0.3 with it, where colour is a cue to keep)",
                            group="Training")
     remine_every: int = field(4, help="re-mine pairs with the current model every N epochs (0: never)", group="Training")
+    links: str = field("auto", help="cross-video link rounds at each re-mining, and the linked tracklets as positives "
+                       "across videos: on, off, or auto (on where other videos are not taken as negatives, i.e. "
+                       "videos are cameras that may show the same people, and there are two or more)",
+                       choices=["auto", "on", "off"], group="Links")
     eval_every: int = field(2, help="evaluate on the labelled datasets every N epochs (0: only at the end)", group="Training")
     dataset: str = field("", help="labelled datasets to evaluate on each epoch, comma-separated (empty: all of them)",
                          group="Training")
@@ -302,6 +308,7 @@ def run_mining(project: Project, model: EmbeddingModel, crops: CropStore, table,
     result = mine_pairs(table.id, table.video_id, table.frame, table.boxes, emb, params, identity=table.identity)
     t2 = time.perf_counter()
     result.stats.update({"gate": gate, "seconds_embed": t1 - t0, "seconds_forward": fwd, "seconds_match": t2 - t1})
+    result.embeddings = emb  # a link round after this one reuses them
     round_id = None
     if store and _dist()[0] == 0:
         round_id = store_round(project, result, params.to_dict(), checkpoint, run_id)
@@ -429,6 +436,34 @@ def _other_video_negatives(cfg: TrainConfig) -> bool:
     their people are certain negatives; without it they are cameras that may show the same
     people (the synthetic world: with them as negatives, training halved its mAP)."""
     return cfg.other_video_negatives == "on" or (cfg.other_video_negatives == "auto" and cfg.colour == "on")
+
+
+def links_on(project: Project, cfg: TrainConfig) -> bool:
+    """auto: link rounds where videos may show the same people (their people are not taken
+    as negatives) and there are two or more videos."""
+    if cfg.links == "off" or (cfg.links == "auto" and _other_video_negatives(cfg)):
+        return False
+    return int(project.scalar("SELECT COUNT(DISTINCT video_id) FROM instances WHERE video_id IS NOT NULL") or 0) >= 2
+
+
+def link_after_mining(project: Project, table, result: MiningResult, mining_round: int, cfg: TrainConfig,
+                      run_id: str, epoch: int, history: dict[str, Any], ctx: JobContext) -> None:
+    """A link round over the tracklets of the round just mined, with its embeddings; the
+    kept share grows with each round of the run (``link_keep_step``)."""
+    from idstudio.services.links import link_round
+
+    params = cfg.link_params(len(history["link_rounds"]))
+    rid, links = link_round(project, table, result.embeddings, mining_round, params, f"runs/{run_id}@epoch{epoch}", run_id)
+    s = links.stats
+    entry = {"epoch": epoch, "round_id": rid, "n_links": s["n_links"], "keep": params.keep,
+             "precision": s.get("precision"), "recall": s.get("recall")}
+    history["link_rounds"].append(entry)
+    for name in ("precision", "recall", "n_links"):
+        if entry[name] is not None:
+            ctx.metric(f"link/{name}", epoch, float(entry[name]))
+    quality = "".join(f", {name} {entry[name]:.3f}" for name in ("precision", "recall") if entry[name] is not None)
+    ctx.log(f"Link round {rid} (epoch {epoch}): kept {s['n_links']} of {s['n_candidates']} candidate links "
+            f"(share {params.keep:.2f}){quality}.")
 
 
 def saved_start(run_dir: Path) -> str:
@@ -703,11 +738,12 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
 
     # ---- state ----
     start_epoch, start_step = 0, 0
-    history: dict[str, Any] = {"mAP_start": None, "best": None, "rounds": []}
+    history: dict[str, Any] = {"mAP_start": None, "best": None, "rounds": [], "link_rounds": []}
     round_id = None
     if payload is not None:
         start_epoch, start_step = int(payload["epoch"]), int(payload.get("step", 0))
         history = json.loads(payload["history"])
+        history.setdefault("link_rounds", [])
         round_id = history["rounds"][-1]["round_id"] if history["rounds"] else None
     elif writer:
         metrics0 = do_eval(model)
@@ -717,6 +753,9 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
         if metrics0:
             ctx.log(f"Before training: mAP {_describe_map(metrics0)}")
     history = _broadcast(history)
+    use_links = bool(_broadcast(links_on(project, cfg) if writer else None))
+    if use_links and payload is None:
+        ctx.log("Cross-video links: on (a link round after each re-mining).")
 
     def remine(epoch: int, gate: bool):
         key = "init" if epoch == 0 and not trained_start else f"runs/{run.id}@epoch{epoch}"
@@ -733,6 +772,10 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
         quality = "".join(f", {name} {entry[name]:.3f}" for name in ("precision", "recall") if entry[name] is not None)
         ctx.log(f"Mining round {rid} (epoch {epoch}): {len(result)} pairs{quality}, "
                 f"largest component {entry['largest_component_share']:.3f}")
+        if use_links and (epoch > 0 or trained_start):  # an untrained model's links would be noise
+            if writer:
+                link_after_mining(project, table, result, rid, cfg, run.id, epoch, history, ctx)
+            history["link_rounds"] = _broadcast(history["link_rounds"])
         return result
 
     def load_round_pairs(rid: int):
@@ -760,8 +803,12 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     decisions = _decisions(project) if writer else {}
     decisions = _broadcast(decisions)
+    if use_links:  # cross-video decisions are about links: training_links reads them
+        from idstudio.services.links import training_links, within_video
 
-    def build_data(pairs_now):
+        decisions = within_video(decisions, table)
+
+    def build_data(pairs_now, epoch: int = 0):
         a, b, rel, comp = pairs_now
         a, b, rel, comp, pos = apply_reviews(a, b, rel, comp.copy(), decisions)
         if len(a) == 0:
@@ -769,14 +816,23 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
         if len(a) < cfg.batch_size * world:
             raise UserError(f"Batch size {cfg.batch_size}{' x ' + str(world) + ' processes' if world > 1 else ''} is larger than the "
                             f"{len(a)} mined pairs; use --batch-size {max(2, len(a) // world)} or less.")
+        a, b = crops.index_of(a), crops.index_of(b)
+        if use_links:
+            link_round_id = history["link_rounds"][-1]["round_id"] if history["link_rounds"] else None
+            links = _broadcast(training_links(project, table, link_round_id) if writer else None)
+            if links:
+                a, b, rel, comp, pos, used = link_tracklets(a, b, rel, comp, pos, links, table.video_id, table.frame,
+                                                            np.random.default_rng([cfg.seed, epoch, 7]),
+                                                            cfg.link_min_reliability, cfg.link_share)
+                ctx.log(f"Training with {used} cross-video links.")
         try:
-            return make_sampler(cfg.sampler, crops, table.video_id, table.frame, crops.index_of(a), crops.index_of(b),
+            return make_sampler(cfg.sampler, crops, table.video_id, table.frame, a, b,
                                 rel, comp, pos, tau=cfg.tau, other_video_negatives=_other_video_negatives(cfg))
         except ValueError:
             raise UserError("The mined pairs form no pseudo-tracklet of two or more instances; use --sampler pairs, "
                             "lower --min-reliability or import more video.") from None
 
-    sampler = build_data(pairs)
+    sampler = build_data(pairs, history["rounds"][-1]["epoch"])
     steps_per_epoch = cfg.steps_per_epoch or sampler.natural_steps(cfg.batch_size * world)
     total_steps = max(1, steps_per_epoch * cfg.epochs)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, total_steps))
@@ -825,7 +881,7 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
         if (cfg.remine_every and epoch > 0 and epoch % cfg.remine_every == 0 and start_step == 0
                 and history["rounds"][-1]["epoch"] != epoch):
             result = remine(epoch, cfg.spatial_gate == "on")
-            sampler = build_data((result.a, result.b, result.reliability.astype(np.float32), result.component))
+            sampler = build_data((result.a, result.b, result.reliability.astype(np.float32), result.component), epoch)
             ddp.train()
         batches, loader = loader_for(epoch)
         t_epoch = time.perf_counter()
@@ -893,7 +949,7 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
                "datasets": _per_dataset_summary(history.get("start") or {}, last_metrics, dataset_names),
                "precision": last_round.get("precision"), "recall": last_round.get("recall"),
                "largest_component_share": last_round.get("largest_component_share"),
-               "rounds": history["rounds"], "seconds": round(time.perf_counter() - t_start, 1), "device": str(device),
+               "rounds": history["rounds"], "link_rounds": history["link_rounds"], "seconds": round(time.perf_counter() - t_start, 1), "device": str(device),
                "world_size": world}
     if writer:
         run.set(status=summary["status"], summary=to_json(summary), finished_at=time.time())

@@ -18,3 +18,23 @@ def _isolated_settings(tmp_path, qapp):
     qapp.setOrganizationName("idstudio-tests")
     qapp.setApplicationName("idstudio-tests")
     yield
+
+
+@pytest.fixture
+def window(qtbot):
+    from idstudio.gui.app import apply_style
+    from idstudio.gui.main_window import MainWindow
+
+    from PySide6.QtWidgets import QApplication
+
+    apply_style(QApplication.instance())
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    yield w
+    for view in w.views.values():
+        if hasattr(view, "shutdown"):
+            view.shutdown()
+    w.session.runner.shutdown()
+    w.session.close()

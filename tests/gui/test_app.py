@@ -10,31 +10,7 @@ import pytest
 
 pytestmark = pytest.mark.gui
 
-
-@pytest.fixture
-def window(qtbot):
-    from idstudio.gui.app import apply_style
-    from idstudio.gui.main_window import MainWindow
-
-    from PySide6.QtWidgets import QApplication
-
-    apply_style(QApplication.instance())
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    yield w
-    for view in w.views.values():
-        if hasattr(view, "shutdown"):
-            view.shutdown()
-    w.session.runner.shutdown()
-    w.session.close()
-
-
-def _wait_job(qtbot, window, handle, timeout=120000):
-    qtbot.waitUntil(lambda: not handle.running, timeout=timeout)
-    assert handle.status == "finished", (handle.status, handle.error, window.errors)
-    return handle.result
+from window_helpers import _press, _wait_job  # noqa: E402 - shared with the other window tests
 
 
 def test_starts_without_project_and_shows_every_view(window):
@@ -123,12 +99,6 @@ def test_worker_crash_is_shown_not_silent(qtbot, window):
         window.session.start_job("Crashing job", crash)
     qtbot.waitUntil(lambda: bool(window.errors), timeout=2000)
     assert "RuntimeError: boom" in window.errors[-1]
-
-
-def _press(qtbot, widget, key, modifier=None):
-    from PySide6.QtCore import Qt
-
-    qtbot.keyClick(widget, key, modifier or Qt.KeyboardModifier.NoModifier)
 
 
 def test_mine_review_ten_by_keyboard_undo_redo_and_reopen(qtbot, window, copy_project):

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QStackedWidget,
     QStyledItemDelegate,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -261,8 +262,11 @@ class PairsView(QWidget):
 
         outer = QHBoxLayout(self)
         outer.setContentsMargins(10, 10, 10, 10)
-        split = QSplitter(Qt.Orientation.Horizontal, self)
-        outer.addWidget(split)
+        self.tabs = QTabWidget(self)
+        self.tabs.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        outer.addWidget(self.tabs)
+        split = QSplitter(Qt.Orientation.Horizontal, self.tabs)
+        self.tabs.addTab(split, "Pairs within a video")
 
         # left: mining and the queue's order/filters/counts
         left = QWidget(split)
@@ -432,9 +436,15 @@ class PairsView(QWidget):
         self.buttons["undo"].setEnabled(False)
         self.buttons["redo"].setEnabled(False)
 
+        from idstudio.gui.views.links import LinksPanel
+
+        self.links = LinksPanel(session, self.loader, self.tabs)
+        self.tabs.addTab(self.links, "Links across videos")
+        self.tabs.currentChanged.connect(self._tab_changed)
         self._actions: list[QAction] = []
         self._bind_keys()
         shortcuts.notifier.changed.connect(self._bind_keys)
+        self._tab_changed(0)
         settings = QSettings()
         self.order_combo.setCurrentIndex(int(settings.value("pairs/order", 0) or 0))
         self.filter_combo.setCurrentIndex(int(settings.value("pairs/filter", 0) or 0))
@@ -449,11 +459,26 @@ class PairsView(QWidget):
                  "review.skip": self.skip, "review.back": self.back, "review.undo": self.undo_stack.undo,
                  "review.redo": self.undo_stack.redo, "review.relink": self.toggle_relink, "review.grid": self.toggle_grid}
         self._actions = shortcuts.bind(self, slots, self._actions)
+        if hasattr(self, "tabs"):
+            self._enable_tab_keys(self.tabs.currentIndex())
         for name, button in self.buttons.items():
             key = {"accept": "review.accept", "reject": "review.reject", "skip": "review.skip", "undo": "review.undo",
                    "redo": "review.redo", "relink": "review.relink", "grid": "review.grid"}[name]
             button.setToolTip(f"{shortcuts.DEFAULTS[key][1]} ({shortcuts.describe(key)})")
         self._update_hint()
+
+    def _enable_tab_keys(self, index: int) -> None:
+        """Both tabs bind the review keys; only the visible tab's are live (else Qt finds them ambiguous)."""
+        for action in self._actions:
+            action.setEnabled(index == 0)
+        self.links.set_keys_enabled(index == 1)
+
+    def _tab_changed(self, index: int) -> None:
+        self._enable_tab_keys(index)
+        (self if index == 0 else self.links).setFocus()
+
+    def show_links(self) -> None:
+        self.tabs.setCurrentIndex(1)
 
     def keyPressEvent(self, event) -> None:  # noqa: N802
         if self.relinking:
@@ -843,7 +868,7 @@ class PairsView(QWidget):
 
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
-        self.setFocus()
+        (self if self.tabs.currentIndex() == 0 else self.links).setFocus()
 
     def save_settings(self) -> None:
         settings = QSettings()

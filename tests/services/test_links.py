@@ -1,0 +1,137 @@
+"""Link rounds on the small synthetic project (2 cameras, the same people in both): the job,
+its CLI, export and decisions read back from a file, splitting a tracklet, training on links."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from idstudio.core.errors import UserError
+from idstudio.core.jobs import JobContext
+from idstudio.core.store import Project
+from idstudio.services import links, review, training
+from idstudio.services.links import LinkConfig
+from idstudio.services.training import MineConfig, TrainConfig
+
+LOOSE = dict(link_min_similarity=-1.0, link_keep=1.0, link_min_members=2, link_min_reliability=0.0, device="cpu")
+
+
+@pytest.fixture
+def linked(copy_project):
+    root = copy_project()
+    training.mine(root, MineConfig(dim=32))
+    out = links.link(root, LinkConfig(checkpoint="init", **LOOSE))
+    return root, out
+
+
+def test_a_link_round_is_stored_scored_and_exported(linked, tmp_path):
+    root, out = linked
+    assert out["n_links"] > 0 and out["n_candidates"] >= out["n_links"]
+    assert out["precision"] is not None and out["recall"] is not None  # the small world has gt
+    with Project.open(root) as p:
+        row = p.query("SELECT * FROM link_rounds WHERE id = ?", (out["round_id"],))[0]
+        assert row["n_links"] == out["n_links"] == p.count("links", "round_id = ? AND kept = 1", (out["round_id"],))
+        rows = links.link_rows(p)
+        assert [r["reliability"] for r in rows] == sorted(r["reliability"] for r in rows)  # least reliable first
+        assert all(r["video_a"] != r["video_b"] and r["a"] in r["a_members"] for r in rows)
+    result = links.export_links(root, tmp_path / "links.csv")
+    table = list(csv.DictReader(open(tmp_path / "links.csv", encoding="utf-8")))
+    assert len(table) == result["links"] == len(rows) and set(links.EXPORT_COLUMNS) == set(table[0])
+
+
+def test_decisions_from_a_file_steer_the_links_training_uses(linked, tmp_path):
+    root, out = linked
+    links.export_links(root, tmp_path / "links.csv")
+    table = list(csv.DictReader(open(tmp_path / "links.csv", encoding="utf-8")))
+    table[0]["review"], table[1]["review"] = "accept", "reject"
+    with open(tmp_path / "edited.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(table[0]))
+        w.writeheader()
+        w.writerows(table)
+    got = links.import_decisions(root, tmp_path / "edited.csv")
+    assert (got["accept"], got["reject"]) == (1, 1)
+    with Project.open(root) as p:
+        decided = {r["id"]: r["decision"] for r in links.link_rows(p)}
+        assert decided[int(table[0]["link_id"])] == "accept" and decided[int(table[1]["link_id"])] == "reject"
+        t = training._instances(p)
+        used = links.training_links(p, t, out["round_id"])
+        ids = {(int(t.id[x]), int(t.id[y])): w for x, y, w in used}
+        accepted = tuple(sorted((int(table[0]["a"]), int(table[0]["b"]))))
+        rejected = tuple(sorted((int(table[1]["a"]), int(table[1]["b"]))))
+        assert ids[accepted] == 1.0 and rejected not in ids
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"\xff\xfe\x00garbage", "not a CSV text file"),
+    (b"x,y\n1,2\n", "needs the columns a, b and review"),
+    (b"a,b,review\n1,2,maybe\n", "accept, reject or empty"),
+    (b"a,b,review\nfoo,2,accept\n", "must be instance ids"),
+    (b"a,b,review\n99999998,99999999,accept\n", "does not have"),
+])
+def test_a_bad_links_file_gets_one_sentence_and_records_nothing(linked, tmp_path, content, words):
+    root, _ = linked
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=words):
+        links.import_decisions(root, path)
+    with Project.open(root) as p:
+        assert p.count("reviews") == 0
+
+
+def test_a_project_without_two_videos_gets_one_sentence(tmp_path):
+    from idstudio.core.store import Project as P
+
+    P.create(tmp_path / "empty").close()
+    with pytest.raises(UserError, match="two or more videos"):
+        links.link(tmp_path / "empty", LinkConfig())
+
+
+def test_splitting_a_tracklet_rejects_the_pairs_across_the_cut_and_undo_restores_them(linked):
+    root, _ = linked
+    with Project.open(root) as p:
+        members = max((r["a_members"] for r in links.link_rows(p)), key=len)
+        cut = len(members) // 2
+        action = links.split_tracklet(p, members, cut)
+        rejected = [k for k, d in review.current_decisions(p).items() if d == "reject"]
+        assert rejected and all((a in members[:cut]) != (b in members[:cut]) for a, b in rejected)
+        t = training._instances(p)
+        rid = p.scalar("SELECT MAX(id) FROM mining_rounds")
+        pieces = links.round_tracklets(p, t, rid, review.current_decisions(p))
+        row = {int(i): r for r, i in enumerate(t.id.tolist())}
+        assert not set(pieces.row_tracklets[row[members[0]]]) & set(pieces.row_tracklets[row[members[-1]]])
+        review.undo(p, action)
+        assert not review.current_decisions(p)
+        with pytest.raises(UserError, match="between two of its"):
+            links.split_pairs(p, members, 0)
+
+
+def test_cli_link_json(copy_project):
+    root = copy_project()
+    training.mine(root, MineConfig(dim=32))
+    cmd = [sys.executable, "-m", "idstudio", "link", str(root), "--checkpoint", "init", "--link-keep", "1.0",
+           "--link-min-similarity", "-1", "--link-min-members", "2", "--link-min-reliability", "0", "--json"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["n_links"] > 0 and "precision" in figures
+    bad = subprocess.run(cmd[:4] + ["--link-keep", "0"], capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "error:" in bad.stderr and "--link-keep" in bad.stderr
+
+
+def test_training_runs_link_rounds_and_trains_on_the_links(copy_project):
+    root = copy_project()
+    ctx = JobContext()
+    lines = []
+    ctx.log = lines.append  # type: ignore[method-assign]
+    cfg = TrainConfig(arch="resnet18", dim=32, height=64, width=32, epochs=2, steps_per_epoch=2, batch_size=16,
+                      warmup_steps=1, remine_every=1, eval_every=0, colour="off", links="on", workers=0, **LOOSE)
+    summary = training.train(root, cfg, ctx)
+    assert [r["epoch"] for r in summary["link_rounds"]] == [1]
+    assert summary["link_rounds"][0]["keep"] == 0.9  # the schedule caps the kept share at 0.9
+    assert any(line.startswith("Training with ") and "cross-video links" in line for line in lines)
+    with Project.open(root) as p:
+        assert p.scalar("SELECT run_id FROM link_rounds") == summary["run_id"]
