@@ -47,7 +47,7 @@ def test_centralization_fixes_a_rank_that_one_sided_neighbours_make_worse():
     assert first_hit(cq, cg) == 1
     wrong = one_sided(CASE, 2)
     assert first_hit(wrong[:1], wrong[1:]) > 2
-    # Pose2ID's weighting: self plus each mutual neighbour, then normalised.
+    # The weighting: self plus the mean of its mutual neighbours (here one), then normalised.
     f = fc._unit(CASE)
     np.testing.assert_allclose(cq[0], fc._unit((f[0] + f[2])[None])[0], atol=1e-6)
 
@@ -57,12 +57,15 @@ def test_a_tracklet_replaces_the_neighbours():
     f = fc._unit(rng.standard_normal((8, 16)))
     groups = np.array([0, 0, 0, -1, -1, 1, 1, -1])
     out = fc.centralize(f, 2, groups)
-    np.testing.assert_allclose(out[0], fc._unit(f[:3].sum(0, keepdims=True))[0], atol=1e-6)
-    np.testing.assert_allclose(out[0], out[2], atol=1e-6)  # one tracklet, one centre
+    # self plus the mean of its tracklet mates
+    np.testing.assert_allclose(out[0], fc._unit((f[0] + (f[1] + f[2]) / 2)[None])[0], atol=1e-6)
+    np.testing.assert_allclose(out[2], fc._unit((f[2] + (f[0] + f[1]) / 2)[None])[0], atol=1e-6)
     np.testing.assert_allclose(out[5], fc._unit((f[5] + f[6])[None])[0], atol=1e-6)
     mutual = fc.mutual_neighbours(f, 2).toarray()
-    for row in (3, 4, 7):  # the others take their mutual neighbours, tracklet members included
-        np.testing.assert_allclose(out[row], fc._unit((f[row] + mutual[row] @ f)[None])[0], atol=1e-6)
+    assert mutual[[3, 4, 7]].sum() > 0  # the others have mutual neighbours, tracklet members among them
+    for row in (3, 4, 7):
+        mean = mutual[row] @ f / max(mutual[row].sum(), 1)
+        np.testing.assert_allclose(out[row], fc._unit((f[row] + mean)[None])[0], atol=1e-6)
     # with k = 0 only the tracklets move
     still = fc.centralize(f, 0, groups)
     np.testing.assert_allclose(still[[3, 4, 7]], f[[3, 4, 7]], atol=1e-6)
@@ -89,7 +92,7 @@ def test_clustered_retrieval_improves():
     plain = ev.evaluate_features(feats[q], feats[~q], *args).mAP
     cq, cg = fc.centralize_split(feats[q], feats[~q], 5)
     centred = ev.evaluate_features(cq, cg, *args).mAP
-    # Seeded data: plain mAP 0.544, centralized 0.604.
+    # Seeded data: plain mAP 0.544, centralized 0.581.
     assert centred > plain + 0.04, (plain, centred)
 
 

@@ -96,7 +96,10 @@ def test_video_instances_take_their_mined_tracklet(copy_project):
     cq, cg = fc.centralize_split(qf, gf, 2, q_groups, g_groups)
     args = (split.query.identity, split.query.camera, split.gallery.identity, split.gallery.camera)
     assert figures["mAP"] == pytest.approx(ev.evaluate_features(cq, cg, *args).mAP, abs=1e-9)
+    # the tracklet's first query took its two mates, not its nearest neighbours
+    row = int(np.flatnonzero(split.query.id == ids[0])[0])
+    mates = [int(np.flatnonzero(split.gallery.id == i)[0]) for i in (ids[12], ids[20])]
+    f = fc._unit(np.concatenate([qf, gf]))
     nq = len(split.query)
-    member = [int(np.flatnonzero(split.query.id == ids[0])[0]), nq + int(np.flatnonzero(split.gallery.id == ids[12])[0])]
-    both = np.concatenate([cq, cg])
-    np.testing.assert_allclose(both[member[0]], both[member[1]], atol=1e-5)  # one tracklet, one feature
+    want = fc._unit((f[row] + (f[nq + mates[0]] + f[nq + mates[1]]) / 2)[None])[0]
+    np.testing.assert_allclose(cq[row], want, atol=1e-5)
