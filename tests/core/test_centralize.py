@@ -8,6 +8,7 @@ import pytest
 from idstudio.core import centralize as fc
 from idstudio.core import evaluate as ev
 from idstudio.core.errors import UserError
+from idstudio.core.index import build_index
 
 # One query (identity 1, camera 1) and six gallery items, in 3-d. Gallery 0 is the query's
 # own identity in its own camera (ignored by the protocol, but a neighbour all the same);
@@ -94,6 +95,25 @@ def test_clustered_retrieval_improves():
     centred = ev.evaluate_features(cq, cg, *args).mAP
     # Seeded data: plain mAP 0.544, centralized 0.581.
     assert centred > plain + 0.04, (plain, centred)
+
+
+def test_large_sets_take_the_ivf_index_and_find_the_same_neighbours(monkeypatch):
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((16, 32))
+    feats = fc._unit(centres[np.repeat(np.arange(16), 150)] + 0.3 * rng.standard_normal((2400, 32)))
+    index = build_index(feats, np.arange(len(feats)), "k", "d", kind="auto", exact_max=500)
+    assert index.kind == "ivf"  # such data keeps the IVF index (it does not fall back to exact search)
+    exact = fc.neighbours(feats, 5)
+    from idstudio.core import index as vindex
+
+    searched = []
+    real_exact = vindex.exact_search
+    monkeypatch.setattr(vindex, "exact_search", lambda db, q, k: searched.append(len(q)) or real_exact(db, q, k))
+    approx = fc.neighbours(feats, 5, exact_max=500)  # 2,400 rows > 500: through that IVF index
+    assert searched and max(searched) < len(feats)  # exact search only for the index's recall sample
+    assert approx.shape == exact.shape and (approx != np.arange(len(feats))[:, None]).all()
+    same = np.mean([len(np.intersect1d(a, e)) / 5 for a, e in zip(approx, exact)])
+    assert same > 0.9, same
 
 
 @pytest.mark.parametrize("k, words", [(-1, "k >= 0"), (7, "more neighbours than the gallery's 6")])
