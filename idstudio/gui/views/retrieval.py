@@ -48,7 +48,7 @@ TOP_K = 50
 # The B choice "A, centralized": the same model as A, its features centralized (Pose2ID's
 # neighbour part, core.centralize) with the k of the spin box beside it.
 CENTRALIZED = "__centralized__"
-DEFAULT_CENTRALIZE_K = 2
+DEFAULT_CENTRALIZE_K = 5  # the README's measurement: the best k across the labelled sets
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -511,6 +511,7 @@ class RetrievalView(QWidget):
         self.central_k.setRange(1, 50)
         self.central_k.setValue(DEFAULT_CENTRALIZE_K)
         self.central_k.setPrefix("k = ")
+        self.central_k.setMaximumWidth(80)
         self.central_k.setToolTip("Feature centralization (Pose2ID): each query and gallery feature is averaged with "
                                   "its tracklet, or with its mutual k nearest neighbours among query + gallery, "
                                   "then compared (idstudio eval --centralize k).")
@@ -606,14 +607,19 @@ class RetrievalView(QWidget):
             middle)
         legend.setWordWrap(True)
         legend.setStyleSheet("color: #555; font-size: 8pt")
-        head.addWidget(legend, 1)
+        # legend and the activation box stacked beside the query: side by side they squeezed
+        # the legend into a column a word wide once the query table took its width (A/B)
+        side = QVBoxLayout()
+        side.addWidget(legend)
         self.look_box = QCheckBox("Where the model looks", middle)
         self.look_box.setObjectName("activation")
         self.look_box.setToolTip("Overlay each crop with its model's activation map (the mean of the last feature "
                                  "map's squared activations; red strongest): does a match rest on the person or on "
                                  "the background? For idstudio models and the ISR release.")
         self.look_box.toggled.connect(self.show_activation)
-        head.addWidget(self.look_box, 0, Qt.AlignmentFlag.AlignTop)
+        side.addWidget(self.look_box)
+        side.addStretch(1)
+        head.addLayout(side, 1)
         mv.addLayout(head)
         self.label_a = QLabel("A", middle)
         self.label_a.setStyleSheet("color: #2f7ed8; font-weight: 600")
@@ -881,7 +887,9 @@ class RetrievalView(QWidget):
         sizes = self.splitter.sizes()
         if sum(sizes) and sizes[0] < wanted:
             grow = wanted - sizes[0]
-            self.splitter.setSizes([wanted, max(300, sizes[1] - grow), sizes[2]])
+            # the plots give up their spare width first (down to 260), then the ranked lists
+            from_plots = min(grow, max(0, sizes[2] - 260))
+            self.splitter.setSizes([wanted, max(300, sizes[1] - (grow - from_plots)), sizes[2] - from_plots])
 
     def apply_order(self, name: str) -> None:
         if name not in ORDERS or self.query_model.a is None:
