@@ -2,7 +2,7 @@
 labelled dataset of a project: mAP and Rank-1 for each k (0 = off).
 
     python bench/centralize.py PROJECT [--checkpoint REF ...] [--k 0,2,5] [--no-rerank]
-    python bench/centralize.py --real [--work DIR]   # bench/real.py's project, ImageNet start
+    python bench/centralize.py [--real] [--work DIR]   # bench/real.py's project, ImageNet start
 
 ``--real`` builds (or reuses) bench/real.py's project and evaluates the start that training
 begins from there (ImageNet MobileNetV2 with the colour part, saved once as a checkpoint
@@ -20,18 +20,23 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))  # bench/real.py builds the real project
 
 
 def real_start(work: Path) -> tuple[Path, Path]:
     """bench/real.py's project and its default start saved as a checkpoint file."""
-    sys.path.insert(0, str(REPO / "bench"))
     import real
 
     from idstudio.core import config as cfgmod
     from idstudio.core.model import build_model, save_checkpoint
     from idstudio.services.training import TrainConfig
 
-    root = real.build_project(work / "pristine", real.DEFAULT_DATA)
+    pristine = real.build_project(work / "pristine", real.DEFAULT_DATA)
+    root = work / "centralize"  # a copy: the embedding cache never goes into the pristine project
+    if not (root / "idstudio.db").exists():
+        import shutil
+
+        shutil.copytree(pristine, root)
     path = work / "start-imagenet-colour.pt"
     if not path.is_file():
         cfg = cfgmod.build(TrainConfig, None, None)
@@ -92,11 +97,14 @@ def main() -> None:
     args = ap.parse_args()
     ks = [int(k) for k in args.k.split(",")]
     refs = args.checkpoint or [None]
-    if args.real:
+    if args.real or args.project is None:  # no project: bench/real.py's (what `make bench` runs)
+        from real import DEFAULT_DATA
+
+        if not DEFAULT_DATA.is_dir():
+            print(f"error: no real data at {DEFAULT_DATA}; give a PROJECT", file=sys.stderr)
+            sys.exit(2)
         root, start = real_start(args.work)
         refs = args.checkpoint or [str(start)]
-    elif args.project is None:
-        ap.error("give a PROJECT or --real")
     else:
         root = args.project
     results = measure(root, refs, ks, not args.no_rerank)
