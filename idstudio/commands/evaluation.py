@@ -38,6 +38,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("eval", help="Rank-1/5/10/20, mAP and mINP on a labelled dataset (Market-1501 protocol)")
     _common(p)
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (refused when it would not fit in memory)")
+    p.add_argument("--centralize", type=int, default=0, metavar="K",
+                   help="feature centralization (Pose2ID): average each feature with its tracklet or its mutual K "
+                        "nearest neighbours before ranking (0 = off; combined with --rerank it comes first)")
     p.add_argument("--flip", action="store_true", help="average with the horizontally flipped crop")
     p.set_defaults(handler=cmd_eval)
 
@@ -84,10 +87,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
     ctx = ProgressBarContext(quiet=args.quiet)
     try:
         with _open(args) as project:
-            out = evaluation.evaluate(project, args.checkpoint, args.dataset, rerank=args.rerank, flip=args.flip, ctx=ctx)
+            out = evaluation.evaluate(project, args.checkpoint, args.dataset, rerank=args.rerank, flip=args.flip, ctx=ctx,
+                                      centralize=args.centralize)
     finally:
         ctx.close()
-    text = (f"{out['dataset']} / {out['checkpoint']}{' (re-ranked)' if out['rerank'] else ''}: "
+    how = [f"centralized k={out['centralize']}"] if out["centralize"] else []
+    how += ["re-ranked"] if out["rerank"] else []
+    how_text = f" ({', '.join(how)})" if how else ""
+    text = (f"{out['dataset']} / {out['checkpoint']}{how_text}: "
             f"Rank-1 {out['rank1']:.1%}  Rank-5 {out['rank5']:.1%}  Rank-10 {out['rank10']:.1%}  "
             f"mAP {out['mAP']:.1%}  mINP {out['mINP']:.1%}  ({out['n_queries']} queries, {out['n_skipped']} skipped)")
     print_result(args, out, text)

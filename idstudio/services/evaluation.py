@@ -1,8 +1,9 @@
 """Evaluation and retrieval use cases shared by the GUI, the CLI and the trainer.
 
 - ``evaluate_model(project, model, dataset)``: the trainer's per-epoch figures (no caching).
-- ``evaluate(project, checkpoint, dataset, rerank)``: embeddings cached per (checkpoint,
-  dataset), figures stored in the ``evaluations`` table.
+- ``evaluate(project, checkpoint, dataset, rerank, centralize=k)``: embeddings cached per
+  (checkpoint, dataset), figures stored in the ``evaluations`` table (``centralize``: feature
+  centralization with k neighbours first, ``core.centralize``).
 - ``search(...)``: top-k by instance id(s) or by an image file, with each hit marked right /
   wrong / ignored where identities are known.
 - ``colorhist``: an HSV colour-histogram "model" (no learning) as an honest floor.
@@ -163,8 +164,43 @@ def split_of(project: Project, dataset: str | int | None = None) -> Split:
     return Split(d, parts["query"], parts["gallery"])
 
 
-def _metrics(split: Split, qf: np.ndarray, gf: np.ndarray, rerank: bool = False, keep_top: int = 0) -> ev.EvalResult:
+def tracklet_groups(project: Project, split: Split) -> tuple[np.ndarray, np.ndarray] | None:
+    """A tracklet id per query and gallery row for centralization, or None when no row is a
+    video instance. Tracklets are the pseudo-tracklets (components) of the latest mining
+    round: label-free, and the same person for certain enough to be averaged. An instance in
+    several components (time windows) takes the first; rows outside any stay -1."""
+    ids = np.concatenate([split.query.id, split.gallery.id])
+    from_video = np.concatenate([split.query.video_id, split.gallery.video_id]) >= 0
+    if not from_video.any():
+        return None
+    latest = project.scalar("SELECT MAX(id) FROM mining_rounds")
+    if latest is None:
+        return None
+    wanted = ids[from_video]
+    found: dict[int, int] = {}
+    for start in range(0, len(wanted), 500):  # SQLite's parameter limit
+        chunk = [int(i) for i in wanted[start:start + 500]]
+        marks = ",".join("?" * len(chunk))
+        for side in ("a", "b"):
+            for inst, comp in project.query(
+                    f"SELECT {side}, MIN(component) FROM pairs WHERE round_id = ? AND component >= 0 "
+                    f"AND {side} IN ({marks}) GROUP BY {side}", (latest, *chunk)):
+                found[int(inst)] = min(int(comp), found.get(int(inst), int(comp)))
+    groups = np.fromiter((found.get(int(i), -1) for i in ids), dtype=np.int64, count=len(ids))
+    nq = len(split.query)
+    return groups[:nq], groups[nq:]
+
+
+def _metrics(split: Split, qf: np.ndarray, gf: np.ndarray, rerank: bool = False, keep_top: int = 0,
+             centralize: int = 0, groups: tuple[np.ndarray, np.ndarray] | None = None) -> ev.EvalResult:
+    """The protocol's figures; with ``centralize`` k > 0 the features are centralized first
+    (``core.centralize``: tracklets where ``groups`` has them, else mutual k-NN), then re-ranked
+    if asked."""
     args = (split.query.identity, split.query.camera, split.gallery.identity, split.gallery.camera)
+    if centralize:
+        from idstudio.core.centralize import centralize_split
+
+        qf, gf = centralize_split(qf, gf, centralize, *(groups or (None, None)))
     if rerank:
         from idstudio.core.rerank import rerank as rerank_fn
 
@@ -199,38 +235,58 @@ def dataset_features(project: Project, loaded: LoadedModel, split: Split, flip: 
 
 def evaluate(project: Project, checkpoint_ref: str | Path | None = None, dataset: str | int | None = None,
              rerank: bool = False, flip: bool = False, ctx: JobContext | None = None, keep_top: int = 0,
-             store: bool = True) -> dict[str, Any]:
-    """Evaluate a checkpoint on a dataset (embeddings cached); the result row goes to ``evaluations``."""
+             store: bool = True, centralize: int = 0) -> dict[str, Any]:
+    """Evaluate a checkpoint on a dataset (embeddings cached); the result row goes to ``evaluations``.
+
+    ``centralize`` k > 0: feature centralization with k mutual neighbours (or tracklets) before
+    ranking (and before re-ranking); the row records it, so the two are compared as any two
+    evaluations are."""
     ctx = ctx or JobContext()
     loaded = load(project, checkpoint_ref)
     split = split_of(project, dataset)
+    centralize = int(centralize or 0)
+    groups = None
+    if centralize:
+        from idstudio.core.centralize import check_k
+
+        check_k(centralize, len(split.gallery))  # refuse before spending time embedding
+        groups = tracklet_groups(project, split)
     if rerank:
         from idstudio.core.rerank import check_fits
 
         check_fits(len(split.query), len(split.gallery))  # refuse before spending time embedding
     qf, gf = dataset_features(project, loaded, split, flip=flip, ctx=ctx)
-    res = _metrics(split, qf, gf, rerank=rerank, keep_top=keep_top)
+    res = _metrics(split, qf, gf, rerank=rerank, keep_top=keep_top, centralize=centralize, groups=groups)
     figures: dict[str, Any] = res.summary()
-    figures.update(checkpoint=loaded.ref_key, dataset=split.dataset["name"], rerank=bool(rerank), flip=bool(flip))
+    figures.update(checkpoint=loaded.ref_key, dataset=split.dataset["name"], rerank=bool(rerank), flip=bool(flip),
+                   centralize=centralize)
     if store:
         with project.transaction():
             cursor = project.conn.execute(
                 "INSERT INTO evaluations (checkpoint, dataset_id, metrics, created_at) VALUES (?, ?, ?, ?)",
                 (loaded.ref_key, split.dataset["id"], to_json({**figures, "cache_key": loaded.cache_key}), time.time()))
         figures["evaluation_id"] = int(cursor.lastrowid)
-    ctx.log(f"{split.dataset['name']}: rank1 {figures['rank1']:.3f} mAP {figures['mAP']:.3f} "
+    ctx.log(f"{split.dataset['name']}{f' (centralized, k={centralize})' if centralize else ''}: "
+            f"rank1 {figures['rank1']:.3f} mAP {figures['mAP']:.3f} "
             f"({figures['n_queries']} queries, {figures['n_skipped']} skipped)")
     return figures
 
 
 def evaluation_details(project: Project, checkpoint_ref: str | Path | None = None, dataset: str | int | None = None,
                        k: int = 10, rerank: bool = False, flip: bool = False,
-                       ctx: JobContext | None = None) -> tuple[Split, ev.EvalResult, LoadedModel]:
+                       ctx: JobContext | None = None, centralize: int = 0) -> tuple[Split, ev.EvalResult, LoadedModel]:
     """The full result with per-query ranked lists (top ``k`` gallery rows and their status)."""
     loaded = load(project, checkpoint_ref)
     split = split_of(project, dataset)
+    groups = None
+    if centralize:
+        from idstudio.core.centralize import check_k
+
+        check_k(int(centralize), len(split.gallery))
+        groups = tracklet_groups(project, split)
     qf, gf = dataset_features(project, loaded, split, flip=flip, ctx=ctx)
-    return split, _metrics(split, qf, gf, rerank=rerank, keep_top=k), loaded
+    return split, _metrics(split, qf, gf, rerank=rerank, keep_top=k, centralize=int(centralize or 0),
+                           groups=groups), loaded
 
 
 def evaluations(project: Project, dataset: str | int | None = None) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ in the Data view when it has one.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QSplitter,
     QTableView,
     QVBoxLayout,
@@ -43,6 +45,10 @@ from idstudio.core.errors import UserError
 from idstudio.gui.ranked_grid import IGNORED, QUERY, RIGHT, WRONG, RankedGrid, ThumbnailLoader, Tile
 
 TOP_K = 50
+# The B choice "A, centralized": the same model as A, its features centralized (Pose2ID's
+# neighbour part, core.centralize) with the k of the spin box beside it.
+CENTRALIZED = "__centralized__"
+DEFAULT_CENTRALIZE_K = 5  # the README's measurement: the best k across the labelled sets
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -89,16 +95,19 @@ def _pca2(*blocks: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def browse_job(root: Path, checkpoint: str | None, dataset: str | int | None, top_k: int, ctx) -> BrowseResult:
+def browse_job(root: Path, checkpoint: str | None, dataset: str | int | None, top_k: int, ctx,
+               centralize: int = 0) -> BrowseResult:
     """Evaluate a checkpoint on a dataset (stored in ``evaluations``, embeddings cached) and
-    gather what the view browses: ranked lists, per-query AP, features and their PCA (worker)."""
+    gather what the view browses: ranked lists, per-query AP, features and their PCA (worker).
+    ``centralize`` k > 0: with feature centralization (the PCA stays on the plain features)."""
     from idstudio.core.store import Project
     from idstudio.services import evaluation
 
     with Project.open(root) as project:
-        figures = evaluation.evaluate(project, checkpoint, dataset, ctx=ctx)
+        figures = evaluation.evaluate(project, checkpoint, dataset, ctx=ctx, centralize=centralize)
         ctx.check_cancelled()
-        split, res, loaded = evaluation.evaluation_details(project, checkpoint, dataset, k=top_k, ctx=ctx)
+        split, res, loaded = evaluation.evaluation_details(project, checkpoint, dataset, k=top_k, ctx=ctx,
+                                                           centralize=centralize)
         qf, gf = evaluation.dataset_features(project, loaded, split, ctx=ctx)
         qf, gf = np.asarray(qf, np.float32), np.asarray(gf, np.float32)
     ctx.check_cancelled()
@@ -111,7 +120,7 @@ def browse_job(root: Path, checkpoint: str | None, dataset: str | int | None, to
         g_identity=split.gallery.identity, q_camera=list(split.query.camera), g_camera=list(split.gallery.camera),
         ap=res.ap, first_hit=res.first_hit, ranked=res.ranked, scores=res.scores, status=res.status,
         cmc=np.asarray(res.cmc), summary=summary, q_feat=qf, g_feat=gf, pca_q=pca_q, pca_g=pca_g,
-        extra={"checkpoint_key": loaded.ref_key})
+        extra={"checkpoint_key": loaded.ref_key, "centralize": int(centralize)})
 
 
 def add_model_job(root: Path, kwargs: dict[str, Any], ctx) -> dict[str, Any]:
@@ -494,8 +503,20 @@ class RetrievalView(QWidget):
         self.ckpt_b = QComboBox(self)
         self.ckpt_b.setObjectName("checkpoint_b")
         self.ckpt_b.setMinimumWidth(180)
-        self.ckpt_b.setToolTip("B: optional second model; the query list shows how each query's rank moved.")
+        self.ckpt_b.setToolTip("B: optional second model, or A itself with feature centralization; the query list "
+                               "shows how each query's rank moved.")
         bar.addWidget(self.ckpt_b)
+        self.central_k = QSpinBox(self)
+        self.central_k.setObjectName("centralize_k")
+        self.central_k.setRange(1, 50)
+        self.central_k.setValue(DEFAULT_CENTRALIZE_K)
+        self.central_k.setPrefix("k = ")
+        self.central_k.setMaximumWidth(80)
+        self.central_k.setToolTip("Feature centralization (Pose2ID): each query and gallery feature is averaged with "
+                                  "its tracklet, or with its mutual k nearest neighbours among query + gallery, "
+                                  "then compared (idstudio eval --centralize k).")
+        self.central_k.setVisible(False)
+        bar.addWidget(self.central_k)
         self.add_model_btn = QPushButton("+ Model…", self)
         self.add_model_btn.setObjectName("add_model")
         self.add_model_btn.setToolTip("Register a model from elsewhere: ONNX, TorchScript, the ISR release "
@@ -524,6 +545,9 @@ class RetrievalView(QWidget):
         v.addWidget(self.cards)
         self.ckpt_a.currentIndexChanged.connect(self.update_cards)
         self.ckpt_b.currentIndexChanged.connect(self.update_cards)
+        self.ckpt_b.currentIndexChanged.connect(
+            lambda *_: self.central_k.setVisible(self.ckpt_b.currentData() == CENTRALIZED))
+        self.central_k.valueChanged.connect(self.update_cards)
 
         self.summary = SummaryBar(self)
         v.addWidget(self.summary)
@@ -583,14 +607,19 @@ class RetrievalView(QWidget):
             middle)
         legend.setWordWrap(True)
         legend.setStyleSheet("color: #555; font-size: 8pt")
-        head.addWidget(legend, 1)
+        # legend and the activation box stacked beside the query: side by side they squeezed
+        # the legend into a column a word wide once the query table took its width (A/B)
+        side = QVBoxLayout()
+        side.addWidget(legend)
         self.look_box = QCheckBox("Where the model looks", middle)
         self.look_box.setObjectName("activation")
         self.look_box.setToolTip("Overlay each crop with its model's activation map (the mean of the last feature "
                                  "map's squared activations; red strongest): does a match rest on the person or on "
                                  "the background? For idstudio models and the ISR release.")
         self.look_box.toggled.connect(self.show_activation)
-        head.addWidget(self.look_box, 0, Qt.AlignmentFlag.AlignTop)
+        side.addWidget(self.look_box)
+        side.addStretch(1)
+        head.addLayout(side, 1)
         mv.addLayout(head)
         self.label_a = QLabel("A", middle)
         self.label_a.setStyleSheet("color: #2f7ed8; font-weight: 600")
@@ -646,6 +675,7 @@ class RetrievalView(QWidget):
         self.ckpt_b.clear()
         self.dataset_box.clear()
         self.ckpt_b.addItem("(none)", None)
+        self.ckpt_b.addItem("A, centralized (Pose2ID)", CENTRALIZED)
         if project is None:
             return
         self.loader.set_fetch(project.crop_jpegs)
@@ -687,12 +717,19 @@ class RetrievalView(QWidget):
 
         for row, box in enumerate((self.ckpt_a, self.ckpt_b)):
             ref = box.currentData()
+            centralized = ref == CENTRALIZED
+            if centralized:
+                ref = self.ckpt_a.currentData()
             card = None
-            if project is not None and (ref is not None or (row == 0 and box.count())):
+            if project is not None and (ref is not None or centralized or (row == 0 and box.count())):
                 try:
-                    card = evaluation.describe_model(project, ref)
+                    card = dict(evaluation.describe_model(project, ref))
                 except UserError as exc:
                     card = {"kind": str(exc), "input": "", "colour": "", "normalisation": "", "output": ""}
+                if centralized:
+                    card["kind"] = f"A, centralized: k = {self.central_k.value()} mutual neighbours"
+                    card["note"] = ("A's features, each averaged with its tracklet or its mutual nearest neighbours "
+                                    "(Pose2ID), then renormalised")
             self.cards.set_card(row, card)
 
     def add_model(self) -> None:
@@ -742,9 +779,11 @@ class RetrievalView(QWidget):
         if dataset is None:
             self._error("Import a labelled dataset (Market-1501 folder) first: the Retrieval view needs queries and a gallery.")
             return
-        wanted = {"A": self.ckpt_a.currentData()}
-        if self.ckpt_b.currentData() is not None:
-            wanted["B"] = self.ckpt_b.currentData()
+        wanted = {"A": (self.ckpt_a.currentData(), 0)}
+        if self.ckpt_b.currentData() == CENTRALIZED:
+            wanted["B"] = (self.ckpt_a.currentData(), self.central_k.value())
+        elif self.ckpt_b.currentData() is not None:
+            wanted["B"] = (self.ckpt_b.currentData(), 0)
         self.results = {"A": None, "B": None}
         self.search_tiles = None
         self.look_box.setChecked(False)  # new models: their maps are made when asked for again
@@ -753,10 +792,11 @@ class RetrievalView(QWidget):
         self.progress.setVisible(True)
         self.progress.setValue(0)
         self.eval_btn.setEnabled(False)
-        for slot, ckpt in wanted.items():
+        for slot, (ckpt, k) in wanted.items():
+            job = functools.partial(browse_job, centralize=k) if k else browse_job
             handle = self.session.start_job(
-                f"Evaluate {ckpt}", browse_job, Path(self.session.root), ckpt, dataset, TOP_K,
-                changes=("evaluations",), on_finished=lambda res, s=slot: self._on_result(s, res))
+                f"Evaluate {ckpt}" + (f", centralized k={k}" if k else ""), job, Path(self.session.root), ckpt,
+                dataset, TOP_K, changes=("evaluations",), on_finished=lambda res, s=slot: self._on_result(s, res))
             self.jobs[slot] = handle
 
     def _on_result(self, slot: str, result: BrowseResult) -> None:
@@ -811,6 +851,9 @@ class RetrievalView(QWidget):
             QMessageBox.warning(self, "Retrieval", message)
 
     def _names(self) -> tuple[str, str]:
+        b = self.results.get("B")
+        if b is not None and b.extra.get("centralize"):
+            return (f"A: {self.ckpt_a.currentText()}", f"B: A, centralized (k = {b.extra['centralize']})")
         return (f"A: {self.ckpt_a.currentText()}", f"B: {self.ckpt_b.currentText()}")
 
     def show_results(self) -> None:
@@ -844,7 +887,9 @@ class RetrievalView(QWidget):
         sizes = self.splitter.sizes()
         if sum(sizes) and sizes[0] < wanted:
             grow = wanted - sizes[0]
-            self.splitter.setSizes([wanted, max(300, sizes[1] - grow), sizes[2]])
+            # the plots give up their spare width first (down to 260), then the ranked lists
+            from_plots = min(grow, max(0, sizes[2] - 260))
+            self.splitter.setSizes([wanted, max(300, sizes[1] - (grow - from_plots)), sizes[2] - from_plots])
 
     def apply_order(self, name: str) -> None:
         if name not in ORDERS or self.query_model.a is None:
