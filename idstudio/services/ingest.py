@@ -36,7 +36,7 @@ CROP_MAX_HEIGHT = 256
 JPEG_QUALITY = 90
 BATCH_FRAMES = 64
 # OpenCV releases the GIL while resizing and encoding, so threads use every core.
-ENCODE_WORKERS = max(1, os.cpu_count() or 1)
+ENCODE_WORKERS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 # Frames handed to the encoders and batches waiting for the writer: bounds memory (a 1080p
 # frame is 6 MB) while keeping every stage busy.
 ENCODE_AHEAD = 4 * ENCODE_WORKERS
