@@ -53,11 +53,29 @@ def test_reviews_override_pairs():
     assert list(a2) == [1, 3, 7] and comp[1] == -1
 
 
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory, small_project):
+    """The small project after one finished tiny run: trained once for the tests that then
+    resume or crash it, each on its own copy (``after_one_epoch``)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("one-epoch") / "proj"
+    shutil.copytree(small_project, root)
+    return root, training.train(root, tiny(), JobContext())
+
+
+@pytest.fixture
+def after_one_epoch(one_epoch, tmp_path):
+    import shutil
+
+    root, summary = one_epoch
+    shutil.copytree(root, tmp_path / "proj")
+    return tmp_path / "proj", summary
+
+
 @pytest.mark.slow
-def test_train_resume_and_figures(copy_project):
-    root = copy_project()
-    ctx = JobContext()
-    summary = training.train(root, tiny(), ctx)
+def test_train_resume_and_figures(after_one_epoch):
+    root, summary = after_one_epoch
     assert summary["status"] == "finished" and summary["epochs_done"] == 1
     assert summary["mAP_start"] is not None and summary["mAP_end"] is not None
     assert summary["precision"] >= 0.9
@@ -110,9 +128,8 @@ def test_cancel_discards_run(copy_project):
 
 
 @pytest.mark.slow
-def test_crash_mid_epoch_keeps_last_checkpoint(copy_project):
-    root = copy_project()
-    first = training.train(root, tiny(), JobContext())
+def test_crash_mid_epoch_keeps_last_checkpoint(after_one_epoch):
+    root, first = after_one_epoch
     ctx = JobContext()
 
     def boom(event):
