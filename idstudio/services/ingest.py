@@ -1,16 +1,21 @@
 """Ingest: from videos, frame folders, MOT sequences and Market-1501 folders to a project's
 person instances (boxes and crops).
 
-Frames are decoded sequentially in a background thread while this thread detects, crops
-and JPEG-encodes; each batch of frames is committed in one transaction together with the
-video's ``last_frame``, so an interrupted import leaves a consistent project that the same
-command resumes.
+Three stages overlap on all cores: frames are decoded sequentially in a background thread;
+this thread detects and clips boxes (detectors with state see the frames in order) and hands
+each frame's crops to a pool of JPEG encoders; one writer thread commits the batches in
+order. Each batch of frames is committed in one transaction together with the video's
+``last_frame``, and no batch is written after one that failed, so an interrupted import
+leaves a consistent project that the same command resumes.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -19,7 +24,7 @@ import cv2
 import numpy as np
 
 from idstudio.core import market
-from idstudio.core.boxes import assign_identities, clip_boxes
+from idstudio.core.boxes import assign_identities, assign_identities_by_frame, clip_boxes
 from idstudio.core.detectors import DEFAULT_DETECTOR, make_detector
 from idstudio.core.errors import UserError
 from idstudio.core.jobs import JobContext
@@ -30,8 +35,16 @@ from idstudio.core.store import Project, opened
 CROP_MAX_HEIGHT = 256
 JPEG_QUALITY = 90
 BATCH_FRAMES = 64
+# OpenCV releases the GIL while resizing and encoding, so threads use every core.
+ENCODE_WORKERS = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+# Frames handed to the encoders and batches waiting for the writer: bounds memory (a 1080p
+# frame is 6 MB) while keeping every stage busy.
+ENCODE_AHEAD = 4 * ENCODE_WORKERS
+WRITE_AHEAD = 2
 
-BoxesFor = Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+# (frame number, image) -> the frame's boxes clipped to it (xywh), their scores and identities
+# (-1 unknown), and how many boxes lay entirely outside the frame.
+BoxesFor = Callable[[int, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray, int]]
 
 
 def encode_crop(image: np.ndarray, box: np.ndarray) -> bytes:
@@ -53,20 +66,77 @@ def _encode_all(image: np.ndarray, boxes: np.ndarray) -> list[bytes]:
     return [encode_crop(image, box) for box in boxes]
 
 
-def _gt_boxes_for(gt: MotBoxes) -> BoxesFor:
-    index = gt.by_frame()
-    empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+class _OrderedWriter:
+    """Commits batches on one thread in the order they were submitted, while the caller
+    decodes and encodes the next ones. Each batch is all-or-nothing
+    (``add_frames_and_instances``); once one fails or the writer is abandoned, no later batch
+    is written, so the video's ``last_frame`` never passes a batch that is missing."""
+
+    def __init__(self, project: Project, video_id: int):
+        self._project = project
+        self._video_id = video_id
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-write")
+        self._pending: deque[Future] = deque()
+        self._halted = threading.Event()
+
+    def submit(self, frames: list[tuple[int, str | None]], rows: list[dict[str, Any]], encoded: list[Future]) -> None:
+        while self._pending and (self._pending[0].done() or len(self._pending) >= WRITE_AHEAD):
+            self._pending.popleft().result()  # a failed commit is raised here, in the caller's thread
+        self._pending.append(self._thread.submit(self._commit, frames, rows, encoded))
+
+    def _commit(self, frames, rows, encoded) -> None:
+        if self._halted.is_set():
+            return
+        try:
+            crops = [jpeg for future in encoded for jpeg in future.result()]
+            self._project.add_frames_and_instances(self._video_id, frames, rows, crops, last_frame=frames[-1][0])
+        except BaseException:
+            self._halted.set()
+            raise
+
+    def drain(self) -> None:
+        """Wait until every submitted batch is committed; raise the first failure."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def close(self) -> None:
+        """Write nothing more (batches not yet started are dropped whole) and end the thread."""
+        self._halted.set()
+        self._pending.clear()
+        self._thread.shutdown(wait=True)
+
+
+def _known_boxes_for(frames: np.ndarray, boxes: np.ndarray, scores: np.ndarray, ids: np.ndarray,
+                     width: int, height: int) -> BoxesFor:
+    """Boxes known before decoding (MOT det or gt files): clipped and grouped by frame in a few
+    numpy calls up front, so the loop that keeps pace with the decoder only looks them up."""
+    clipped, keep = clip_boxes(boxes, width, height)
+    order = np.argsort(frames, kind="stable")  # file order within a frame
+    numbers, starts = np.unique(frames[order], return_index=True)
+    ends = np.append(starts[1:], len(order))
+    index = {}
+    for number, lo, hi in zip(numbers.tolist(), starts.tolist(), ends.tolist()):
+        rows = order[lo:hi]
+        kept = rows[keep[rows]]
+        index[number] = (clipped[kept], scores[kept], ids[kept], len(rows) - len(kept))
+    empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), 0)
 
     def boxes_for(frame_number: int, image: np.ndarray):
-        rows = index.get(frame_number)
-        if rows is None:
-            return empty
-        return gt.boxes[rows], gt.score[rows], gt.ident[rows]
+        return index.get(frame_number, empty)
 
     return boxes_for
 
 
-def _detector_boxes_for(detector, gt: MotBoxes | None) -> BoxesFor:
+def _gt_boxes_for(gt: MotBoxes, width: int, height: int) -> BoxesFor:
+    return _known_boxes_for(gt.frame, gt.boxes, gt.score, gt.ident, width, height)
+
+
+def _detector_boxes_for(detector, gt: MotBoxes | None, width: int, height: int) -> BoxesFor:
+    rows = getattr(detector, "rows", None)  # a detections file: every box is known up front
+    if isinstance(rows, MotBoxes):
+        ids = (assign_identities_by_frame(rows.frame, rows.boxes, gt.frame, gt.boxes, gt.ident) if gt is not None
+               else np.full(len(rows), -1, dtype=np.int64))
+        return _known_boxes_for(rows.frame, rows.boxes, rows.score, ids, width, height)
     gt_index = gt.by_frame() if gt is not None else {}
 
     def boxes_for(frame_number: int, image: np.ndarray):
@@ -76,7 +146,8 @@ def _detector_boxes_for(detector, gt: MotBoxes | None) -> BoxesFor:
             ids = assign_identities(dets[:, :4], gt.boxes[rows], gt.ident[rows])
         else:
             ids = np.full(len(dets), -1, dtype=np.int64)
-        return dets[:, :4], dets[:, 4], ids
+        boxes, keep = clip_boxes(dets[:, :4], width, height)
+        return boxes[keep], dets[keep, 4], ids[keep], int((~keep).sum())
 
     boxes_for.warm = getattr(detector, "warm", None)  # type: ignore[attr-defined]
     return boxes_for
@@ -116,18 +187,17 @@ def _ingest(project: Project, source, kind: str, detector_name: str, box_source:
     frames_in_batch: list[tuple[int, str | None]] = []
     rows: list[dict[str, Any]] = []
     encoded: list[Future] = []  # one future per frame: that frame's crops as JPEG
+    ahead: deque[Future] = deque()  # encodings not yet known to be done
     added_frames = added_instances = clipped_out = 0
     last_number = start_after
-    # OpenCV releases the GIL while encoding, so this overlaps decoding and the Python work.
-    encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jpeg")
+    encoder = ThreadPoolExecutor(max_workers=ENCODE_WORKERS, thread_name_prefix="jpeg")
+    writer = _OrderedWriter(project, video_id)
 
     def flush() -> None:
         nonlocal frames_in_batch, rows, encoded
-        batch, batch_rows, batch_encoded = frames_in_batch, rows, encoded
+        if frames_in_batch:
+            writer.submit(frames_in_batch, rows, encoded)
         frames_in_batch, rows, encoded = [], [], []  # a batch that fails to commit is not retried
-        if batch:
-            crops = [jpeg for future in batch_encoded for jpeg in future.result()]
-            project.add_frames_and_instances(video_id, batch, batch_rows, crops, last_frame=batch[-1][0])
 
     project.update_video(video_id, error=None)
     warm = getattr(boxes_for, "warm", None)
@@ -143,36 +213,42 @@ def _ingest(project: Project, source, kind: str, detector_name: str, box_source:
             ctx.check_cancelled()
     try:
         for frame in prefetch(source.frames(start_after=start_after)):
-            boxes, scores, ids = boxes_for(frame.number, frame.image)
-            boxes, keep = clip_boxes(boxes, source.width, source.height)
-            clipped_out += int((~keep).sum())
-            kept = boxes[keep]
-            for box, score, ident in zip(kept.tolist(), scores[keep].tolist(), ids[keep].tolist()):
+            kept, scores, ids, dropped = boxes_for(frame.number, frame.image)
+            clipped_out += dropped
+            for box, score, ident in zip(kept.tolist(), scores.tolist(), ids.tolist()):
                 rows.append({"frame": frame.number, "x": box[0], "y": box[1], "w": box[2], "h": box[3],
                              "score": score, "source": box_source,
                              "identity": ident if ident >= 0 else None, "camera": camera})
-            encoded.append(encoder.submit(_encode_all, frame.image, kept))
+            future = encoder.submit(_encode_all, frame.image, kept)
+            encoded.append(future)
+            ahead.append(future)
+            while len(ahead) > ENCODE_AHEAD:
+                ahead.popleft().result()
             frames_in_batch.append((frame.number, frame.path))
             last_number = frame.number
             added_frames += 1
-            added_instances += int(keep.sum())
+            added_instances += len(kept)
             if len(frames_in_batch) >= BATCH_FRAMES:
                 flush()
                 ctx.progress(added_frames, max(estimate - start_after, added_frames + 1), f"{source.path.name}")
                 if ctx.should_stop:
                     ctx.check_cancelled()
+                    writer.drain()
                     ctx.log(f"Stopped: {source.path.name} is marked incomplete; run the same import to resume.")
                     return _result(project, video_id, added_frames, added_instances, complete=False)
         flush()
+        writer.drain()
     except UserError as exc:
         try:
             flush()  # the frames before a bad one are kept
+            writer.drain()
             project.update_video(video_id, error=str(exc))
         except UserError:
             pass  # a full or read-only disk: the first sentence is the one to show
         raise
     finally:
-        encoder.shutdown(wait=True)
+        writer.close()  # after a cancel or a crash, batches not yet written are dropped whole
+        encoder.shutdown(wait=True, cancel_futures=True)
     total_frames = project.count("frames", "video_id = ?", (video_id,))
     short = source.ends_early() if hasattr(source, "ends_early") else None
     early = None
@@ -229,7 +305,7 @@ def import_video(project: Project | Path, path: Path, detector: str = DEFAULT_DE
     gt = read_mot_file(gt_file, "gt") if gt_file else None
     with opened(project, create=True) as proj:
         return _ingest(proj, source, "video" if isinstance(source, VideoSource) else "frames", det.name, det.source,
-                       _detector_boxes_for(det, gt), camera or path.stem, ctx)
+                       _detector_boxes_for(det, gt, source.width, source.height), camera or path.stem, ctx)
 
 
 def import_mot(project: Project | Path, seq_dir: Path, boxes: str | None = None, min_score: float | None = None,
@@ -249,10 +325,10 @@ def import_mot(project: Project | Path, seq_dir: Path, boxes: str | None = None,
     source = FolderSource(seq_dir / info.im_dir, fps=info.frame_rate)
     gt = read_mot_file(gt_path, "gt") if gt_path.exists() else None
     if boxes == "gt":
-        boxes_for, detector_name, box_source = _gt_boxes_for(gt), "gt", "gt"
+        boxes_for, detector_name, box_source = _gt_boxes_for(gt, source.width, source.height), "gt", "gt"
     else:
         det = make_detector("file", det_path, min_score)
-        boxes_for, detector_name, box_source = _detector_boxes_for(det, gt), det.name, det.source
+        boxes_for, detector_name, box_source = _detector_boxes_for(det, gt, source.width, source.height), det.name, det.source
     with opened(project, create=True) as proj:
         result = _ingest(proj, source, "mot", detector_name, box_source, boxes_for, info.name, ctx, name=info.name)
     result["gt_format"] = gt.format if gt is not None else None

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from idstudio.core.boxes import assign_identities, clip_boxes, iou_matrix
+from idstudio.core.boxes import assign_identities, assign_identities_by_frame, clip_boxes, iou_matrix
 from idstudio.core.errors import UserError
 from idstudio.core.store import Project
 from idstudio.services import ingest
@@ -54,6 +54,28 @@ def test_boxes_clip_iou_and_identity_assignment():
     assert iou_matrix(np.array([[0, 0, 10, 10]]), np.array([[5, 0, 10, 10]]))[0, 0] == pytest.approx(50 / 150)
     ids = assign_identities(np.array([[0, 0, 10, 10], [50, 50, 10, 10]]), np.array([[1, 0, 10, 10], [100, 0, 5, 5]]), np.array([7, 8]))
     assert ids.tolist() == [7, -1]
+
+
+def test_identities_assigned_for_all_frames_at_once_equal_the_per_frame_rule():
+    from idstudio.core.mot import MotBoxes
+
+    rng = np.random.default_rng(3)
+    n_det, n_gt = 400, 300
+    det_frames = rng.integers(1, 40, n_det)
+    dets = rng.integers(0, 60, (n_det, 4)).astype(np.float32) + [0, 0, 4, 4]
+    gt = MotBoxes(frame=rng.integers(1, 45, n_gt), ident=rng.integers(1, 30, n_gt),
+                  boxes=rng.integers(0, 60, (n_gt, 4)).astype(np.float32) + [0, 0, 4, 4], score=np.ones(n_gt, np.float32))
+    gt.boxes[5] = gt.boxes[6]  # a tie between two gt boxes of the same frame: the first wins
+    gt.frame[6] = gt.frame[5]
+    dets[7], det_frames[7] = gt.boxes[5], gt.frame[5]
+    at_once = assign_identities_by_frame(det_frames, dets, gt.frame, gt.boxes, gt.ident)
+    assert (assign_identities_by_frame(det_frames, dets, gt.frame, gt.boxes, gt.ident, chunk=50) == at_once).all()
+    index = gt.by_frame()
+    per_frame = np.concatenate([assign_identities(dets[i:i + 1], gt.boxes[index[f]], gt.ident[index[f]])
+                                if f in index else [-1] for i, f in enumerate(det_frames.tolist())])
+    assert (at_once == per_frame).all()
+    assert at_once[7] == gt.ident[5] and (at_once >= 0).sum() > 20  # some matched, some not
+    assert (at_once == -1).sum() > 20
 
 
 def test_import_video_with_det_takes_gt_identities(tmp_path, video):

@@ -10,11 +10,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from idstudio.core.errors import UserError
+from idstudio.core.errors import JobCancelled, UserError
 from idstudio.core.jobs import JobContext
 from idstudio.core.store import Project
 from idstudio.services import ingest
@@ -121,3 +122,75 @@ def test_cli_names_bad_det_lines_even_with_json(tmp_path, walk):
     assert "Traceback" not in out.stderr
     with Project.open(tmp_path / "p") as project:  # refused before anything was written
         assert project.count("videos") == 0 and project.count("instances") == 0
+
+
+def _crops_and_rows(project_dir: Path) -> list[tuple]:
+    with Project.open(project_dir) as project:
+        rows = [tuple(r) for r in project.query("SELECT id, frame, x, y, w, h, identity FROM instances ORDER BY id")]
+        return [row + (jpeg,) for row, jpeg in zip(rows, project.crop_jpegs([r[0] for r in rows]))]
+
+
+def test_encoders_finishing_out_of_order_store_what_one_encoder_stores(tmp_path, walk, monkeypatch):
+    """Ordered writes: with several encoders that finish in a scrambled order, every
+    instance id still gets its own crop, in frame order, exactly as with one encoder."""
+    video, det = walk
+    monkeypatch.setattr(ingest, "BATCH_FRAMES", 16)
+    monkeypatch.setattr(ingest, "ENCODE_WORKERS", 1)
+    ingest.import_video(tmp_path / "one", video, det_file=det)
+    encode = ingest._encode_all
+
+    def scrambled(image, boxes):  # early frames of every few finish last
+        time.sleep(0.02 * (3 - len(scrambled.calls) % 4))
+        scrambled.calls.append(1)
+        return encode(image, boxes)
+
+    scrambled.calls = []
+    monkeypatch.setattr(ingest, "_encode_all", scrambled)
+    monkeypatch.setattr(ingest, "ENCODE_WORKERS", 4)
+    result = ingest.import_video(tmp_path / "four", video, det_file=det)
+    assert result["complete"] and result["instances"] == 240
+    assert _crops_and_rows(tmp_path / "four") == _crops_and_rows(tmp_path / "one")
+
+
+def test_no_batch_is_written_after_one_that_failed_and_the_import_resumes(tmp_path, walk, monkeypatch):
+    """A failed commit stops the writer: the batches queued behind it are dropped whole, so
+    last_frame never passes a missing batch and the same import fills the rest."""
+    video, det = walk
+    monkeypatch.setattr(ingest, "BATCH_FRAMES", 16)
+    ingest.import_video(tmp_path / "whole", video, det_file=det)
+    original = Project.add_frames_and_instances
+    calls = []
+
+    def second_fails(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            time.sleep(0.5)  # the batches after it are queued by now
+            raise UserError("The disk is full; free space and run the same command again.")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Project, "add_frames_and_instances", second_fails)
+    with pytest.raises(UserError, match="disk is full"):
+        ingest.import_video(tmp_path / "p", video, det_file=det)
+    assert len(calls) == 2  # nothing written after the failure
+    with Project.open(tmp_path / "p") as project:
+        assert project.video(1)["last_frame"] == 16 and project.count("frames") == 16
+        assert project.count("instances") == 3 * 16 and "disk is full" in project.video(1)["error"]
+    monkeypatch.setattr(Project, "add_frames_and_instances", original)
+    assert ingest.import_video(tmp_path / "p", video, det_file=det)["resumed"]
+    assert boxes(tmp_path / "p") == boxes(tmp_path / "whole")
+
+
+def test_cancelled_import_keeps_whole_batches_and_resumes(tmp_path, walk, monkeypatch):
+    video, det = walk
+    monkeypatch.setattr(ingest, "BATCH_FRAMES", 16)
+    ingest.import_video(tmp_path / "whole", video, det_file=det)
+    ctx = JobContext()
+    ctx.add_sink(lambda event: event["type"] == "progress" and ctx.cancel())
+    with pytest.raises(JobCancelled):
+        ingest.import_video(tmp_path / "p", video, det_file=det, ctx=ctx)
+    with Project.open(tmp_path / "p") as project:
+        assert project.video(1)["status"] == "importing"
+        assert project.count("frames") in (0, 16) and project.count("instances") == 3 * project.count("frames")
+        assert project.video(1)["last_frame"] == project.count("frames")
+    assert ingest.import_video(tmp_path / "p", video, det_file=det)["resumed"]
+    assert boxes(tmp_path / "p") == boxes(tmp_path / "whole")

@@ -53,11 +53,29 @@ def test_reviews_override_pairs():
     assert list(a2) == [1, 3, 7] and comp[1] == -1
 
 
+@pytest.fixture(scope="module")
+def one_epoch(tmp_path_factory, small_project):
+    """The small project after one finished tiny run: trained once for the tests that then
+    resume or crash it, each on its own copy (``after_one_epoch``)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("one-epoch") / "proj"
+    shutil.copytree(small_project, root)
+    return root, training.train(root, tiny(), JobContext())
+
+
+@pytest.fixture
+def after_one_epoch(one_epoch, tmp_path):
+    import shutil
+
+    root, summary = one_epoch
+    shutil.copytree(root, tmp_path / "proj")
+    return tmp_path / "proj", summary
+
+
 @pytest.mark.slow
-def test_train_resume_and_figures(copy_project):
-    root = copy_project()
-    ctx = JobContext()
-    summary = training.train(root, tiny(), ctx)
+def test_train_resume_and_figures(after_one_epoch):
+    root, summary = after_one_epoch
     assert summary["status"] == "finished" and summary["epochs_done"] == 1
     assert summary["mAP_start"] is not None and summary["mAP_end"] is not None
     assert summary["precision"] >= 0.9
@@ -110,9 +128,8 @@ def test_cancel_discards_run(copy_project):
 
 
 @pytest.mark.slow
-def test_crash_mid_epoch_keeps_last_checkpoint(copy_project):
-    root = copy_project()
-    first = training.train(root, tiny(), JobContext())
+def test_crash_mid_epoch_keeps_last_checkpoint(after_one_epoch):
+    root, first = after_one_epoch
     ctx = JobContext()
 
     def boom(event):
@@ -190,7 +207,9 @@ def test_training_raises_heldout_cross_camera_map(tmp_path):
         seed=0, n_cameras=3, n_frames=150, n_video_ids=20, n_eval_ids=20, cams_per_id=(2, 3), passes_per_cam=0,
         views_per_cam=(2, 3), n_distractors=20, n_junk=4))
     ingest.import_world(tmp_path / "proj", world)
-    cfg = TrainConfig(epochs=4, steps_per_epoch=40, batch_size=32, warmup_steps=10, remine_every=2, device="cpu",
+    # steps and batch given explicitly, away from the defaults: the cross-camera recipe only
+    # raises fields left at their defaults (to 60 steps of 64), which would triple the cost.
+    cfg = TrainConfig(epochs=4, steps_per_epoch=42, batch_size=30, warmup_steps=10, remine_every=2, device="cpu",
                       workers=0)
     summary = training.train(tmp_path / "proj", cfg, JobContext())
     assert summary["mAP_end"] >= 1.3 * summary["mAP_start"], summary
