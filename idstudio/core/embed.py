@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from idstudio.core.data import decode_crops_uint8
+from idstudio.core.data import decode_crops_gpu, decode_crops_uint8, gpu_decode_available
 from idstudio.core.jobs import JobContext
 
 CACHE_FORMAT = "idstudio-embeddings-1"
@@ -45,16 +45,22 @@ def default_workers() -> int:
 
 def iter_decoded(project: Any, instance_ids: Sequence[int], spec: Any, batch_size: int,
                  workers: int | None = None, prefetch: int | None = None,
-                 pin: bool = False) -> Iterator[tuple[int, torch.Tensor]]:
+                 pin: bool = False, device: Any = None) -> Iterator[tuple[int, torch.Tensor]]:
     """(start, uint8 (n, 3, H, W)) batches, fetched and decoded ahead in background threads
-    (OpenCV and SQLite release the GIL), in order; ``pin`` pins them for a fast GPU copy."""
+    (OpenCV and SQLite release the GIL), in order; ``pin`` pins them for a fast GPU copy.
+    ``project`` is anything with ``crop_jpegs(ids)`` (a Project, a ``CropReader``).
+    With a CUDA ``device`` the threads only fetch and the JPEGs are decoded on the GPU
+    (``torchvision.io.decode_jpeg``); the batches are then already on it."""
     ids = [int(i) for i in instance_ids]
     starts = list(range(0, len(ids), batch_size))
     workers = workers or default_workers()
     prefetch = prefetch or workers + 1
+    on_gpu = gpu_decode_available(device, spec)
 
-    def load(start: int) -> tuple[int, torch.Tensor]:
+    def load(start: int) -> tuple[int, Any]:
         jpegs = project.crop_jpegs(ids[start:start + batch_size])
+        if on_gpu:
+            return start, jpegs
         images = decode_crops_uint8(jpegs, spec)
         return start, images.pin_memory() if pin else images
 
@@ -69,7 +75,8 @@ def iter_decoded(project: Any, instance_ids: Sequence[int], spec: Any, batch_siz
             if submitted < len(starts):
                 pending.put(pool.submit(load, starts[submitted]))
                 submitted += 1
-            yield future.result()
+            start, data = future.result()
+            yield (start, decode_crops_gpu(data, spec, device)) if on_gpu else (start, data)
 
 
 @torch.inference_mode()
@@ -106,7 +113,8 @@ def embed_instances(project: Any, model: torch.nn.Module, instance_ids: Sequence
             out[start:start + len(feats)] = feats
 
         pin = _device(model).type == "cuda"
-        forward_batches(model, iter_decoded(project, ids, spec, batch_size, pin=pin), len(ids), write, flip, ctx)
+        forward_batches(model, iter_decoded(project, ids, spec, batch_size, pin=pin, device=_device(model)), len(ids),
+                        write, flip, ctx)
     finally:
         model.train(was_training)
     return out
@@ -180,7 +188,7 @@ def cached_embeddings(project: Any, model: torch.nn.Module, key: str, name: str,
 
         try:
             pin = _device(model).type == "cuda"
-            forward_batches(model, iter_decoded(project, ids[todo].tolist(), spec, batch_size, pin=pin), len(todo),
+            forward_batches(model, iter_decoded(project, ids[todo].tolist(), spec, batch_size, pin=pin, device=_device(model)), len(todo),
                             write, flip, ctx)
         except BaseException:
             del out
