@@ -283,12 +283,28 @@ def task_gui(root: Path, args) -> dict:
             "stall_max_ms": round(lateness[-1], 1) if lateness else None, "ticks": len(lateness)}
 
 
+def task_pipeline(root: Path, args) -> dict:
+    """Generate, mine, embed and train in one process (the suite's slow test): its peak RSS,
+    and ``base_rss_mb``, the RSS once the libraries and the model are loaded."""
+    from idstudio.core.model import ModelSpec, build_model
+
+    build_model(ModelSpec(**MODEL), weights="none")
+    base = peak_rss_mb()["peak_rss_mb"]
+    out = {"generate": generate(root, args.n)}
+    for name in ("mine", "embed", "train"):
+        out[name] = globals()[f"task_{name}"](root, args)
+    out["base_rss_mb"] = base
+    return out
+
+
 def run_task(name: str, root: Path, args) -> dict:
     """One task in a fresh interpreter: its own peak RSS."""
     cmd = [sys.executable, __file__, "--task", name, "--project", str(root), "--steps", str(args.steps),
            "--scroll-seconds", str(args.scroll_seconds)]
-    if name == "generate":
+    if name in ("generate", "pipeline"):
         cmd += ["--n", str(args.n_now)]
+    if args.input:
+        cmd += ["--input", args.input]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [line for line in proc.stdout.strip().splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
@@ -306,10 +322,13 @@ def main() -> None:
     ap.add_argument("--scroll-seconds", type=float, default=5.0)
     ap.add_argument("--keep", action="store_true", help="keep the projects")
     ap.add_argument("--reuse", action="store_true", help="reuse projects generated earlier with --keep")
+    ap.add_argument("--input", default="", help="model input HxW (default 32x16)")
     ap.add_argument("--task", help=argparse.SUPPRESS)
     ap.add_argument("--project", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.input:
+        MODEL["height"], MODEL["width"] = (int(v) for v in args.input.lower().split("x"))
     if args.task:  # a child: one measurement, one JSON line
         register_tiny()
         import torch

@@ -335,18 +335,21 @@ def run_mining(project: Project, model: EmbeddingModel, crops: CropStore, table,
                batch_size: int = 128, store: bool = True) -> tuple[int | None, MiningResult, dict[str, float]]:
     t0 = time.perf_counter()
     timer: dict[str, float] = {}
-    # The round's embeddings go to a float16 memory map, read back video by video by the matcher.
+    # The round's embeddings go to a float16 file, read back video by video by the matcher:
+    # memory holds a batch and one video, never the round.
+    from idstudio.core.embed import RowFile
+
     folder = project.cache_dir / "rounds"
     folder.mkdir(exist_ok=True)
     path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.npy"
-    emb = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(len(crops.ids), model.spec.dim))
+    emb = RowFile(path, len(crops.ids), model.spec.dim)
     try:
         emb, fwd = embed_sharded(model, crops, device, batch_size, ctx, timer, out=emb)
         t1 = time.perf_counter()
         params = mining_params(cfg, gate)
         result = mine_pairs(table.id, table.video_id, table.frame, table.boxes, emb, params, identity=table.identity)
     finally:
-        del emb
+        emb.close()
         path.unlink(missing_ok=True)
     t2 = time.perf_counter()
     result.stats.update({"gate": gate, "seconds_embed": t1 - t0, "seconds_forward": fwd, "seconds_match": t2 - t1})
