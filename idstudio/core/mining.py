@@ -86,20 +86,32 @@ class MiningResult:
 
 # ---- reliability rules ----------------------------------------------------------------------
 def _percentile(x: np.ndarray) -> np.ndarray:
-    """Empirical CDF in [0, 1] (ties share their mean rank)."""
-    if len(x) == 0:
-        return x.astype(np.float64)
-    if len(x) == 1:
-        return np.ones(1)
-    from scipy.stats import rankdata
-
-    return (rankdata(x, method="average") - 1) / (len(x) - 1)
+    """Empirical CDF in [0, 1] (ties share their mean rank), float32: a round has several
+    edges per instance, so this stays at one sort and a few compact arrays."""
+    n = len(x)
+    if n == 0:
+        return np.zeros(0, np.float32)
+    if n == 1:
+        return np.ones(1, np.float32)
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
+    del xs
+    sizes = np.diff(np.r_[starts, n])
+    mean_rank = ((2 * starts + sizes - 1) / (2 * (n - 1))).astype(np.float32)  # mean 0-based rank / (n - 1)
+    out = np.empty(n, np.float32)
+    out[order] = np.repeat(mean_rank, sizes)
+    return out
 
 
 def reliability_margin(edges: Edges, background: float) -> np.ndarray:
-    margin = np.where(np.isnan(edges.margin), edges.similarity - background, edges.margin)
-    r = 0.75 * _percentile(margin) + 0.25 * _percentile(edges.similarity)
-    return np.clip(r * np.where(edges.mutual, 1.0, 0.5), 0.0, 1.0)
+    margin = np.where(np.isnan(edges.margin), edges.similarity - np.float32(background), edges.margin)
+    r = _percentile(margin)
+    del margin
+    r *= 0.75
+    r += 0.25 * _percentile(edges.similarity)
+    r *= np.where(edges.mutual, np.float32(1.0), np.float32(0.5))
+    return np.clip(r, 0.0, 1.0, out=r)
 
 
 def reliability_similarity(edges: Edges, background: float) -> np.ndarray:
@@ -205,8 +217,14 @@ def match_video(frames: np.ndarray, emb: np.ndarray, boxes: np.ndarray, params: 
 
 
 def _concat_edges(parts: list[Edges]) -> Edges:
-    return Edges(*(np.concatenate([getattr(p, name) for p in parts]) for name in
-                   ("a", "b", "gap", "similarity", "margin", "mutual")))
+    """One Edges from many, column by column, each part's column freed once copied (peak: the
+    edges plus one column, not twice the edges)."""
+    cols = []
+    for name in ("a", "b", "gap", "similarity", "margin", "mutual"):
+        cols.append(np.concatenate([getattr(p, name) for p in parts]))
+        for p in parts:
+            setattr(p, name, None)
+    return Edges(*cols)
 
 
 # ---- components -------------------------------------------------------------------------------
@@ -236,8 +254,9 @@ def pair_components(a: np.ndarray, b: np.ndarray, frame_a: np.ndarray, video: np
     # frames gaps before its own, so they differ mod k; linear, no sort of node keys.
     k = max(int(max(params.gaps, default=1)) // w + 2, 2)
     n_rows = int(max(a.max(), b.max())) + 1
-    na = a.astype(np.int64) * k + window % k
-    nb = b.astype(np.int64) * k + window % k
+    itype = np.int32 if n_rows * k < 2 ** 31 else np.int64  # compact node ids: several pairs per instance
+    na = a.astype(itype) * itype(k) + (window % k).astype(itype)
+    nb = b.astype(itype) * itype(k) + (window % k).astype(itype)
     labels = components(n_rows * k, na[keep], nb[keep])
     comp = np.where(keep, labels[na], -1)
     # share of instances (distinct instance rows) in the largest component
@@ -245,6 +264,7 @@ def pair_components(a: np.ndarray, b: np.ndarray, frame_a: np.ndarray, video: np
     if keep.any():
         used = np.unique(np.concatenate([na[keep], nb[keep]]))
         label_row = np.unique(labels[used].astype(np.int64) * n_rows + used // k)  # distinct (component, row)
+        del used
         sizes = np.bincount(label_row // n_rows)
         share = float(sizes.max() / max(n_inst, 1))
         n_comp = int((sizes > 0).sum())
