@@ -211,8 +211,7 @@ def embed_store(model: EmbeddingModel, crops: CropStore, device: torch.device, b
     model.eval()
     try:
         if source is not None:
-            batches = iter_decoded(source, ids.tolist(), model.spec, batch_size, pin=device.type == "cuda",
-                                   device=device)
+            batches = iter_decoded(source, ids, model.spec, batch_size, pin=device.type == "cuda", device=device)
         else:  # crops held in memory
             batches = ((s, crops.get(rows[s:s + batch_size])) for s in range(0, len(rows), batch_size))
         forward_batches(model, timed(batches), len(rows), write, ctx=ctx)
