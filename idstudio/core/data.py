@@ -1,7 +1,13 @@
-"""Crops to tensors: decoding (shared by training and embedding), pair datasets, augmentation."""
+"""Crops to tensors: decoding (shared by training and embedding), streaming crop reads, pair
+datasets, augmentation."""
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import threading
+from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Sequence
 
 import cv2
@@ -11,6 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from idstudio.core.errors import UserError
 from idstudio.core.model import ModelSpec
 
 
@@ -38,6 +45,36 @@ def decode_crops_uint8(jpegs: Sequence[bytes], spec: ModelSpec) -> torch.Tensor:
 def decode_crops(jpegs: Sequence[bytes], spec: ModelSpec) -> torch.Tensor:
     """JPEGs -> float tensor (n, 3, H, W) in [0, 1], resized to the spec's size, RGB."""
     return decode_crops_uint8(jpegs, spec).float().div_(255.0)
+
+
+def gpu_decode_available(device: Any, spec: Any) -> bool:
+    """JPEGs can be decoded on this device: a CUDA device, a squash-resizing spec, and
+    torchvision's GPU decoder (``IDSTUDIO_GPU_DECODE=0`` turns it off)."""
+    if device is None or torch.device(device).type != "cuda" or os.environ.get("IDSTUDIO_GPU_DECODE") == "0":
+        return False
+    return getattr(spec, "resize", "squash") == "squash"
+
+
+def decode_crops_gpu(jpegs: Sequence[bytes], spec: ModelSpec, device: Any) -> torch.Tensor:
+    """JPEGs -> uint8 (n, 3, H, W) on a CUDA device, decoded there (``torchvision.io.decode_jpeg``)
+    and resized with antialiasing; a batch the GPU decoder refuses is decoded on the CPU."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    if not len(jpegs):
+        return torch.zeros((0, 3, spec.height, spec.width), dtype=torch.uint8, device=device)
+    try:
+        images = decode_jpeg([torch.frombuffer(bytearray(j), dtype=torch.uint8) for j in jpegs],
+                             mode=ImageReadMode.RGB, device=device)
+    except RuntimeError:
+        return decode_crops_uint8(jpegs, spec).to(device)
+    out = torch.empty((len(images), 3, spec.height, spec.width), dtype=torch.uint8, device=device)
+    for k, img in enumerate(images):
+        if img.shape[1] == spec.height and img.shape[2] == spec.width:
+            out[k] = img
+        else:
+            out[k] = F.interpolate(img[None].float(), size=(spec.height, spec.width), mode="bilinear",
+                                   antialias=True, align_corners=False)[0].round_().clamp_(0, 255).to(torch.uint8)
+    return out
 
 
 def train_transform(strength: float = 1.0) -> v2.Transform:
@@ -121,30 +158,112 @@ def _camera_jitter(x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
     return x.masked_fill(box.unsqueeze(1), 0.0)
 
 
+class CropReader:
+    """Decoded crops read from a project's ``crops.db`` as they are needed.
+
+    Each process and thread opens its own read-only SQLite connection on first use (so a
+    DataLoader worker, which gets a pickled copy, reads in parallel with the others), and
+    decoded crops sit in a bounded LRU cache (``cache_mb`` per process). Memory depends on
+    the batch and the cache, never on the project size."""
+
+    def __init__(self, crops_db: Path | str, spec: ModelSpec, cache_mb: float = 64.0):
+        self.path = Path(crops_db)
+        self.spec = spec
+        self.cache_mb = float(cache_mb)
+        self._init_local()
+
+    def _init_local(self) -> None:
+        self._local = threading.local()
+        self._cache: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._lock = threading.Lock()
+        crop_bytes = 3 * self.spec.height * self.spec.width
+        self._capacity = int(self.cache_mb * 2 ** 20 // max(crop_bytes, 1))
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "spec": self.spec, "cache_mb": self.cache_mb}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or getattr(self._local, "pid", None) != os.getpid():
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def crop_jpegs(self, ids: Sequence[int]) -> list[bytes]:
+        """JPEG bytes in the given order (one query per 900 ids), like ``Project.crop_jpegs``."""
+        ids = [int(i) for i in ids]
+        found: dict[int, bytes] = {}
+        conn = self._conn()
+        for start in range(0, len(ids), 900):  # SQLite's variable limit
+            chunk = ids[start:start + 900]
+            found.update(conn.execute(
+                f"SELECT instance_id, jpeg FROM crops WHERE instance_id IN ({','.join('?' * len(chunk))})", chunk))
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise UserError(f"The crops of {len(missing)} instances are missing from {self.path.name}; re-import their video.")
+        return [found[i] for i in ids]
+
+    def decode(self, ids: Sequence[int]) -> torch.Tensor:
+        """uint8 (n, 3, H, W) crops of the given instances, through the cache."""
+        ids = [int(i) for i in ids]
+        out: list[torch.Tensor | None] = [None] * len(ids)
+        with self._lock:
+            for k, i in enumerate(ids):
+                hit = self._cache.get(i)
+                if hit is not None:
+                    self._cache.move_to_end(i)
+                    out[k] = hit
+        todo = [k for k, v in enumerate(out) if v is None]
+        if todo:
+            fresh = decode_crops_uint8(self.crop_jpegs([ids[k] for k in todo]), self.spec)
+            with self._lock:
+                for k, img in zip(todo, fresh):
+                    out[k] = img
+                    if self._capacity:
+                        self._cache[ids[k]] = img.clone()  # not a view that would keep the whole batch alive
+                while len(self._cache) > self._capacity:
+                    self._cache.popitem(last=False)
+        if not ids:
+            return torch.zeros((0, 3, self.spec.height, self.spec.width), dtype=torch.uint8)
+        return torch.stack(out)  # type: ignore[arg-type]
+
+
 class CropStore:
-    """Crops of a set of instances held in memory as uint8 (n, 3, H, W) (decoded once).
+    """The crops of a set of instances (``ids``), by row: ``get(rows)`` -> uint8 (n, 3, H, W).
 
-    At 128x64 a crop is 24 KiB: 100k instances are 2.4 GiB, so callers pass the ids they
-    train on. Picklable (DataLoader workers under spawn/forkserver get a copy; shared
-    memory for fork)."""
+    Streams from ``crops.db`` through a ``CropReader`` (``CropStore.load``), or holds given
+    uint8 images (tests, small sets). Picklable: DataLoader workers read on their own."""
 
-    def __init__(self, ids: np.ndarray, images: torch.Tensor):
+    def __init__(self, ids: np.ndarray, images: torch.Tensor | CropReader):
         self.ids = np.asarray(ids, dtype=np.int64)
-        self.images = images
+        self.source = images
         order = np.argsort(self.ids)
         self._sorted = self.ids[order]
         self._order = order
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
     def index_of(self, ids: np.ndarray) -> np.ndarray:
         pos = np.searchsorted(self._sorted, ids)
         return self._order[np.clip(pos, 0, len(self._order) - 1)]
 
+    def get(self, rows: Sequence[int] | np.ndarray) -> torch.Tensor:
+        rows = np.asarray(rows, dtype=np.int64)
+        if isinstance(self.source, CropReader):
+            return self.source.decode(self.ids[rows].tolist())
+        return self.source[torch.from_numpy(rows)]
+
     @classmethod
-    def load(cls, project: Any, ids: Sequence[int], spec: ModelSpec, batch: int = 1024) -> "CropStore":
-        ids = np.asarray(ids, dtype=np.int64)
-        chunks = [decode_crops_uint8(jpegs, spec) for _, jpegs in project.iter_crop_jpegs(list(ids), batch)]
-        images = torch.cat(chunks) if chunks else torch.zeros((0, 3, spec.height, spec.width), dtype=torch.uint8)
-        return cls(ids, images)
+    def load(cls, project: Any, ids: Sequence[int], spec: ModelSpec, cache_mb: float = 64.0) -> "CropStore":
+        """Crops of ``ids`` read from the project's crop file as they are needed."""
+        from idstudio.core.store import CROPS_NAME
+
+        return cls(np.asarray(ids, dtype=np.int64), CropReader(project.root / CROPS_NAME, spec, cache_mb))
 
 
 class PairDataset(Dataset):
@@ -152,7 +271,8 @@ class PairDataset(Dataset):
     (3, H, W): the trainer augments whole batches on its device (``train_transform``), each
     view independently (near frames give near-duplicates: augmentation matters).
 
-    ``a_idx``/``b_idx`` index rows of the crop store."""
+    ``a_idx``/``b_idx`` index rows of the crop store. A batch is fetched and decoded at once
+    (``__getitems__``: one query for both views)."""
 
     def __init__(self, crops: CropStore, a_idx: np.ndarray, b_idx: np.ndarray, weights: np.ndarray):
         self.crops = crops
@@ -164,5 +284,10 @@ class PairDataset(Dataset):
         return len(self.a_idx)
 
     def __getitem__(self, i: int):
-        images = self.crops.images
-        return images[self.a_idx[i]], images[self.b_idx[i]], torch.tensor(self.weights[i]), int(i)
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, items: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+        items = np.asarray(items, dtype=np.int64)
+        images = self.crops.get(np.concatenate([self.a_idx[items], self.b_idx[items]]))
+        n = len(items)
+        return [(images[k], images[n + k], torch.tensor(self.weights[i]), int(i)) for k, i in enumerate(items.tolist())]

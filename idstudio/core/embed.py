@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from idstudio.core.data import decode_crops_uint8
+from idstudio.core.data import decode_crops_gpu, decode_crops_uint8, gpu_decode_available
 from idstudio.core.jobs import JobContext
 
 CACHE_FORMAT = "idstudio-embeddings-1"
@@ -45,16 +45,22 @@ def default_workers() -> int:
 
 def iter_decoded(project: Any, instance_ids: Sequence[int], spec: Any, batch_size: int,
                  workers: int | None = None, prefetch: int | None = None,
-                 pin: bool = False) -> Iterator[tuple[int, torch.Tensor]]:
+                 pin: bool = False, device: Any = None) -> Iterator[tuple[int, torch.Tensor]]:
     """(start, uint8 (n, 3, H, W)) batches, fetched and decoded ahead in background threads
-    (OpenCV and SQLite release the GIL), in order; ``pin`` pins them for a fast GPU copy."""
-    ids = [int(i) for i in instance_ids]
+    (OpenCV and SQLite release the GIL), in order; ``pin`` pins them for a fast GPU copy.
+    ``project`` is anything with ``crop_jpegs(ids)`` (a Project, a ``CropReader``).
+    With a CUDA ``device`` the threads only fetch and the JPEGs are decoded on the GPU
+    (``torchvision.io.decode_jpeg``); the batches are then already on it."""
+    ids = np.asarray(instance_ids, dtype=np.int64)  # not a Python int per instance: a million are 36 MB
     starts = list(range(0, len(ids), batch_size))
     workers = workers or default_workers()
     prefetch = prefetch or workers + 1
+    on_gpu = gpu_decode_available(device, spec)
 
-    def load(start: int) -> tuple[int, torch.Tensor]:
-        jpegs = project.crop_jpegs(ids[start:start + batch_size])
+    def load(start: int) -> tuple[int, Any]:
+        jpegs = project.crop_jpegs(ids[start:start + batch_size].tolist())
+        if on_gpu:
+            return start, jpegs
         images = decode_crops_uint8(jpegs, spec)
         return start, images.pin_memory() if pin else images
 
@@ -69,7 +75,68 @@ def iter_decoded(project: Any, instance_ids: Sequence[int], spec: Any, batch_siz
             if submitted < len(starts):
                 pending.put(pool.submit(load, starts[submitted]))
                 submitted += 1
-            yield future.result()
+            start, data = future.result()
+            yield (start, decode_crops_gpu(data, spec, device)) if on_gpu else (start, data)
+
+
+class RowFile:
+    """A (n, dim) float16 matrix in a ``.npy`` file, written and read by rows with plain file
+    I/O (pwrite/pread). Unlike a memory map, the pages it touches never count in the process's
+    resident memory, so a million rows cost the batch being read or written, not the file.
+    ``np.load(path, mmap_mode="r")`` reads the file as usual."""
+
+    def __init__(self, path: Path, n: int, dim: int):
+        self.path = Path(path)
+        self.shape = (int(n), int(dim))
+        self.dtype = np.dtype(np.float16)
+        header = np.lib.format.open_memmap(self.path, mode="w+", dtype=self.dtype, shape=self.shape)
+        self.offset = header.offset
+        del header  # the file exists at its full size (sparse); from here on only pread/pwrite
+        self._fd = os.open(self.path, os.O_RDWR)
+        self._row = self.shape[1] * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _runs(self, rows: np.ndarray):
+        """(position in ``rows``, first row, count) of each run of consecutive rows."""
+        cut = np.flatnonzero(np.diff(rows) != 1) + 1
+        starts = np.r_[0, cut]
+        ends = np.r_[cut, len(rows)]
+        return zip(starts.tolist(), rows[starts].tolist(), (ends - starts).tolist())
+
+    def _rows(self, key) -> np.ndarray:
+        if isinstance(key, slice):
+            return np.arange(*key.indices(self.shape[0]))
+        return np.asarray(key, dtype=np.int64).reshape(-1)
+
+    def __setitem__(self, key, value) -> None:
+        rows = self._rows(key)
+        data = np.ascontiguousarray(np.asarray(value, dtype=self.dtype).reshape(len(rows), self.shape[1]))
+        for pos, first, count in self._runs(rows):
+            os.pwrite(self._fd, data[pos:pos + count].tobytes(), self.offset + first * self._row)
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows = self._rows(key)
+        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        for pos, first, count in self._runs(rows):
+            buf = os.pread(self._fd, count * self._row, self.offset + first * self._row)
+            out[pos:pos + count] = np.frombuffer(buf, dtype=self.dtype).reshape(count, self.shape[1])
+        return out
+
+    def flush(self) -> None:
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except OSError:
+            pass
 
 
 @torch.inference_mode()
@@ -106,7 +173,8 @@ def embed_instances(project: Any, model: torch.nn.Module, instance_ids: Sequence
             out[start:start + len(feats)] = feats
 
         pin = _device(model).type == "cuda"
-        forward_batches(model, iter_decoded(project, ids, spec, batch_size, pin=pin), len(ids), write, flip, ctx)
+        forward_batches(model, iter_decoded(project, ids, spec, batch_size, pin=pin, device=_device(model)), len(ids),
+                        write, flip, ctx)
     finally:
         model.train(was_training)
     return out
@@ -149,7 +217,7 @@ def cached_embeddings(project: Any, model: torch.nn.Module, key: str, name: str,
 
     Rows already cached under (key, name) are reused; only missing instances are embedded.
     """
-    ids = np.asarray([int(i) for i in instance_ids], dtype=np.int64)
+    ids = np.asarray(instance_ids, dtype=np.int64)
     model = getattr(model, "module", model)
     spec = model.spec
     old = None if refresh else load_cached(project, key, name, flip)
@@ -158,7 +226,7 @@ def cached_embeddings(project: Any, model: torch.nn.Module, key: str, name: str,
     feats_path, ids_path, meta_path = cache_paths(project, key, name, flip)
     feats_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = feats_path.with_name(f".{feats_path.name}.{os.getpid()}.{threading.get_ident()}.tmp.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(len(ids), spec.dim))
+    out = RowFile(tmp, len(ids), spec.dim)
     todo = np.arange(len(ids))
     if old is not None and old[1].shape[1] == spec.dim:
         old_ids, old_feats = old
@@ -180,16 +248,15 @@ def cached_embeddings(project: Any, model: torch.nn.Module, key: str, name: str,
 
         try:
             pin = _device(model).type == "cuda"
-            forward_batches(model, iter_decoded(project, ids[todo].tolist(), spec, batch_size, pin=pin), len(todo),
+            forward_batches(model, iter_decoded(project, ids[todo], spec, batch_size, pin=pin, device=_device(model)), len(todo),
                             write, flip, ctx)
         except BaseException:
-            del out
+            out.close()
             tmp.unlink(missing_ok=True)
             raise
         finally:
             model.train(was_training)
-    out.flush()
-    del out
+    out.close()
     np.save(ids_path, ids)
     os.replace(tmp, feats_path)
     meta = {"format": CACHE_FORMAT, "key": key, "name": name, "flip": flip, "n": int(len(ids)),

@@ -12,8 +12,11 @@ Protocol (the one of Zheng et al. 2015, torchreid and fast-reid):
   the remaining list; AP per query as in the standard code (mean precision at each correct
   match); mINP: mean of ``n_correct / rank_of_the_last_correct`` (Ye et al. 2021).
 
-Everything runs on chunks of queries (one matrix product and one sort per chunk), so a large
-gallery never needs the full query x gallery matrix in memory.
+Everything runs on chunks of queries, the gallery read in blocks, so a large gallery never
+needs the full query x gallery matrix (nor a float32 copy of itself) in memory. No row is
+sorted whole: per query only the items at least as similar as its worst correct match are
+ordered (that gives every correct match's rank, hence CMC, AP and INP) and the top k are
+found by partition; the result is exactly that of a stable sort of the whole row.
 """
 
 from __future__ import annotations
@@ -73,17 +76,38 @@ def camera_codes(*camera_lists: Sequence[object]) -> list[np.ndarray]:
     return [np.fromiter((uniq[k] for k in ks), dtype=np.int64, count=len(ks)) for ks in keys]
 
 
-def _chunk_rows(n_gallery: int, budget: int = 1 << 24) -> int:
+def _chunk_rows(n_gallery: int, budget: int = 1 << 25) -> int:
     return int(max(1, min(4096, budget // max(n_gallery, 1))))
 
 
+GALLERY_BLOCK = 65536  # gallery rows normalised (as float32) at a time
+
+
 def iter_cosine_chunks(qf: np.ndarray, gf: np.ndarray, normalise: bool = True) -> Iterator[tuple[int, np.ndarray]]:
-    """(start, similarity chunk) over query chunks: cosine on L2-normalised features."""
+    """(start, similarity chunk) over query chunks: cosine on L2-normalised features.
+
+    The gallery (e.g. a float16 memory map) is read in blocks; a small one is normalised once,
+    a large one block by block for each query chunk, so memory stays at a chunk of rows."""
     q = normalize(qf) if normalise else np.asarray(qf, np.float32)
-    g = normalize(gf) if normalise else np.asarray(gf, np.float32)
-    step = _chunk_rows(len(g))
+    n = len(gf)
+    step = _chunk_rows(n)
+
+    def block(s: int) -> np.ndarray:
+        g = np.asarray(gf[s:s + GALLERY_BLOCK], dtype=np.float32)
+        return normalize(g) if normalise else g
+
+    small = n <= 4 * GALLERY_BLOCK
+    whole = block(0) if n <= GALLERY_BLOCK else (np.concatenate([block(s) for s in range(0, n, GALLERY_BLOCK)])
+                                                   if small else None)
     for start in range(0, len(q), step):
-        yield start, q[start:start + step] @ g.T
+        qc = q[start:start + step]
+        if whole is not None:
+            yield start, qc @ whole.T
+            continue
+        sim = np.empty((len(qc), n), dtype=np.float32)
+        for s in range(0, n, GALLERY_BLOCK):
+            sim[:, s:s + GALLERY_BLOCK] = qc @ block(s).T
+        yield start, sim
 
 
 def evaluate_features(qf: np.ndarray, gf: np.ndarray, q_ids, q_cams, g_ids, g_cams,
@@ -129,38 +153,44 @@ def evaluate_chunks(chunks, n_query: int, q_ids, q_cams, g_ids, g_cams, max_rank
     ranked = np.zeros((n_query, k), dtype=np.int64)
     scores = np.zeros((n_query, k), dtype=np.float32)
     status = np.zeros((n_query, k), dtype=np.int8)
-    g_junk = g_ids == JUNK
+    # Per query only what the metrics need is ranked: the items at least as similar as its
+    # worst correct match (the ranks of its correct matches) and its top k. Exact (ties keep
+    # gallery order, as a stable sort of the whole row would), without sorting whole rows.
+    g_keep = g_ids != JUNK
+    by_id = np.argsort(g_ids, kind="stable")
+    sorted_ids = g_ids[by_id]
     for start, sim in chunks:
         sim = np.asarray(sim, dtype=np.float32)
-        rows = slice(start, start + sim.shape[0])
-        qi, qc = q_ids[rows, None], q_cams[rows, None]
-        same_id = g_ids[None, :] == qi
-        ignored = (same_id & (g_cams[None, :] == qc)) | g_junk[None, :]
-        match = same_id & ~ignored
-        order = np.argsort(-sim, axis=1, kind="stable")
-        kept_sorted = np.take_along_axis(~ignored, order, axis=1)
-        match_sorted = np.take_along_axis(match, order, axis=1)
-        position = np.cumsum(kept_sorted, axis=1)  # 1-based rank among the kept items
-        hits = np.cumsum(match_sorted, axis=1)
-        n_rel = hits[:, -1]
-        valid = (n_rel > 0) & (qi[:, 0] > 0)
-        precision = np.where(match_sorted, hits / np.maximum(position, 1), 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            row_ap = precision.sum(axis=1) / n_rel
-            first = np.argmax(match_sorted, axis=1)
-            last = match_sorted.shape[1] - 1 - np.argmax(match_sorted[:, ::-1], axis=1)
-            r = np.arange(len(order))
-            row_inp = n_rel / position[r, last]
-        ap[rows] = np.where(valid, row_ap, np.nan)
-        inp[rows] = np.where(valid, row_inp, np.nan)
-        first_hit[rows] = np.where(valid, position[r, first], 0)
         if k:
-            top = order[:, :k]
-            ranked[rows] = top
-            scores[rows] = np.take_along_axis(sim, top, axis=1)
-            st = np.where(np.take_along_axis(match, top, axis=1), RIGHT, WRONG)
-            st[np.take_along_axis(ignored, top, axis=1)] = IGNORED
-            status[rows] = st
+            top_all = _top_k(sim, k)
+        for r in range(sim.shape[0]):
+            q = start + r
+            row = sim[r]
+            qi, qc = int(q_ids[q]), q_cams[q]
+            lo, hi = np.searchsorted(sorted_ids, qi), np.searchsorted(sorted_ids, qi, side="right")
+            same = by_id[lo:hi]  # gallery rows of the query's identity
+            if k:
+                top = top_all[r]
+                ranked[q], scores[q] = top, row[top]
+                st = np.where(g_ids[top] == qi, RIGHT, WRONG).astype(np.int8)
+                st[((g_ids[top] == qi) & (g_cams[top] == qc)) | ~g_keep[top]] = IGNORED
+                status[q] = st
+            if qi <= 0 or qi == JUNK:
+                continue
+            matches = same[g_cams[same] != qc]
+            if not len(matches):
+                continue
+            worst = row[matches].min()
+            cand = np.flatnonzero(row >= worst)  # every item ranked before some correct match
+            cand = cand[np.lexsort((cand, -row[cand]))]
+            kept = g_keep[cand]
+            kept &= ~((g_ids[cand] == qi) & (g_cams[cand] == qc))
+            is_match = kept & (g_ids[cand] == qi)
+            position = np.cumsum(kept)[is_match]  # 1-based ranks of the correct matches among kept items
+            n_rel = len(position)
+            ap[q] = float(np.mean(np.arange(1, n_rel + 1) / position))
+            inp[q] = n_rel / float(position[-1])
+            first_hit[q] = int(position[0])
     used = first_hit > 0
     n_used = int(used.sum())
     cmc = np.zeros(max_rank)
@@ -180,6 +210,19 @@ def evaluate_chunks(chunks, n_query: int, q_ids, q_cams, g_ids, g_cams, max_rank
         scores=scores,
         status=status,
     )
+
+
+def _top_k(sim: np.ndarray, k: int) -> np.ndarray:
+    """(rows, k) column indices of each row's k largest values, ties in column order."""
+    n = sim.shape[1]
+    if k >= n:
+        return np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    kth = -np.partition(-sim, k - 1, axis=1)[:, k - 1]
+    out = np.empty((sim.shape[0], k), dtype=np.int64)
+    for r in range(sim.shape[0]):
+        cand = np.flatnonzero(sim[r] >= kth[r])
+        out[r] = cand[np.lexsort((cand, -sim[r, cand]))][:k]
+    return out
 
 
 def _as_codes(q_cams, g_cams) -> tuple[np.ndarray, np.ndarray]:

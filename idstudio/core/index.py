@@ -1,7 +1,7 @@
 """Nearest-neighbour indexes over L2-normalised embeddings (faiss, inner product = cosine).
 
-- ``exact`` (IndexFlatIP) up to ``EXACT_MAX`` vectors: BLAS-fast and always right.
-- ``ivf`` (IndexIVFFlat, inner product) above it: k-means cells, ``nprobe`` of them searched.
+- ``exact`` (IndexFlatIP): BLAS-fast and always right.
+- ``ivf`` (IndexIVFFlat, inner product): k-means cells, ``nprobe`` of them searched.
   When built, its recall@k against exact search is measured on a sample of the stored vectors
   and ``nprobe`` is raised until the recall reaches ``target_recall``, so the speed/recall
   trade-off is chosen from measurement, not guessed. Chosen automatically, an IVF that would
@@ -10,7 +10,11 @@
   and only ~4x faster than exact at recall 0.93; IVF builds 1M in ~2 min and reaches 0.97
   at > 40x (bench/search.py).
 
-``kind="auto"`` picks exact or ivf by size; pass ``kind`` to override. Vectors can be added
+``kind="auto"`` chooses from measured times, not a fixed size: exact search is timed on sample
+queries; while it takes under ``EXACT_BUDGET_S`` a query it is kept (always right). Otherwise an
+IVF is built and tuned, both are timed on the same queries, and the IVF is kept only when it
+reaches the target recall at least ``MIN_SPEEDUP`` times faster. The figures are recorded in
+the index's params. Pass ``kind`` to override. Vectors can be added
 later without a rebuild (IVF assigns them to the existing cells). Each index records the
 checkpoint key and dataset it was built for; ``VectorIndex.load(path, expected_key)``
 refuses an index built with another checkpoint with a ``UserError``.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +33,9 @@ import numpy as np
 
 from idstudio.core.errors import UserError
 
-EXACT_MAX = 200_000
+EXACT_MAX = 10_000  # below this exact search is always chosen: IVF cannot pay for its training
+EXACT_BUDGET_S = 1e-3  # exact search faster than this per query is kept without trying IVF
+MIN_SPEEDUP = 2.0  # an automatic IVF must be at least this much faster than exact search
 KINDS = ("auto", "exact", "ivf")
 
 
@@ -180,14 +187,23 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, key: str, dataset: str, ki
     n, dim = vectors.shape
     asked = kind
     kind = choose_kind(n, kind, exact_max)
+    rng = np.random.default_rng(seed)
+    timing: dict[str, float] = {}
+    if kind == "ivf" and asked == "auto":
+        # Time exact search on sample queries first: fast enough, it is kept (always right).
+        sample = vectors[rng.choice(n, size=min(n_sample, n), replace=False)]
+        t0 = time.perf_counter()
+        exact_search(vectors, sample, min(recall_k, n))
+        timing["exact_s_per_query"] = (time.perf_counter() - t0) / len(sample)
+        if timing["exact_s_per_query"] < EXACT_BUDGET_S:
+            kind = "exact"
     if kind == "exact":
         index = faiss.IndexFlatIP(dim)
         index.add(vectors)
-        return VectorIndex(index, ids.copy(), key, dataset, "exact", {"recall": 1.0})
+        return VectorIndex(index, ids.copy(), key, dataset, "exact", {"recall": 1.0, **timing})
     nlist = int(nlist or max(1, min(n // 39, int(np.sqrt(n)))))
     quantizer = faiss.IndexFlatIP(dim)
     index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    rng = np.random.default_rng(seed)
     max_train = 40 * nlist  # faiss wants >= 39 points per cell; more only slows k-means
     train = vectors if n <= max_train else vectors[np.sort(rng.choice(n, max_train, replace=False))]
     index.cp.seed = seed
@@ -199,7 +215,9 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, key: str, dataset: str, ki
     queries = vectors[sample] + rng.standard_normal((len(sample), dim)).astype(np.float32) * 0.5 / np.sqrt(dim)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     k = min(recall_k, n)
+    t0 = time.perf_counter()
     _, truth_rows = exact_search(vectors, queries, k)
+    timing["exact_s_per_query"] = (time.perf_counter() - t0) / len(queries)
     truth = ids[truth_rows]
     # Chosen automatically, an IVF that must scan more than 1/8 of its cells is no faster than
     # exact search (data without low-dimensional structure, e.g. isotropic random vectors):
@@ -215,14 +233,24 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, key: str, dataset: str, ki
         if recall >= target_recall or nprobe >= cap:
             break
         nprobe = min(cap, nprobe * 2)
-    if recall < target_recall and asked != "ivf":
+    t0 = time.perf_counter()
+    out.search(queries, k)
+    timing["ivf_s_per_query"] = (time.perf_counter() - t0) / len(queries)
+    fallback = None
+    if recall < target_recall:
+        fallback = f"ivf recall {recall:.3f} < {target_recall}"
         if log:
             log(f"ivf reaches only recall@{k} {recall:.3f} at nprobe={nprobe} of {nlist}: using exact search instead")
+    elif timing["ivf_s_per_query"] * MIN_SPEEDUP > timing["exact_s_per_query"]:
+        fallback = (f"ivf {timing['ivf_s_per_query'] * 1e3:.2f} ms a query, exact "
+                    f"{timing['exact_s_per_query'] * 1e3:.2f} ms: less than {MIN_SPEEDUP:g}x faster")
+        if log:
+            log(f"{fallback}: using exact search instead")
+    if fallback is not None and asked != "ivf":
         del out, index
         flat = faiss.IndexFlatIP(dim)
         flat.add(vectors)
-        return VectorIndex(flat, ids.copy(), key, dataset, "exact",
-                           {"recall": 1.0, "fallback": f"ivf recall {recall:.3f} < {target_recall}"})
+        return VectorIndex(flat, ids.copy(), key, dataset, "exact", {"recall": 1.0, "fallback": fallback, **timing})
     out.params.update(nprobe=nprobe, recall=float(recall), recall_k=k, n_sample=len(sample),
-                      target_recall=target_recall)
+                      target_recall=target_recall, **timing)
     return out

@@ -87,20 +87,32 @@ class MiningResult:
 
 # ---- reliability rules ----------------------------------------------------------------------
 def _percentile(x: np.ndarray) -> np.ndarray:
-    """Empirical CDF in [0, 1] (ties share their mean rank)."""
-    if len(x) == 0:
-        return x.astype(np.float64)
-    if len(x) == 1:
-        return np.ones(1)
-    from scipy.stats import rankdata
-
-    return (rankdata(x, method="average") - 1) / (len(x) - 1)
+    """Empirical CDF in [0, 1] (ties share their mean rank), float32: a round has several
+    edges per instance, so this stays at one sort and a few compact arrays."""
+    n = len(x)
+    if n == 0:
+        return np.zeros(0, np.float32)
+    if n == 1:
+        return np.ones(1, np.float32)
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
+    del xs
+    sizes = np.diff(np.r_[starts, n])
+    mean_rank = ((2 * starts + sizes - 1) / (2 * (n - 1))).astype(np.float32)  # mean 0-based rank / (n - 1)
+    out = np.empty(n, np.float32)
+    out[order] = np.repeat(mean_rank, sizes)
+    return out
 
 
 def reliability_margin(edges: Edges, background: float) -> np.ndarray:
-    margin = np.where(np.isnan(edges.margin), edges.similarity - background, edges.margin)
-    r = 0.75 * _percentile(margin) + 0.25 * _percentile(edges.similarity)
-    return np.clip(r * np.where(edges.mutual, 1.0, 0.5), 0.0, 1.0)
+    margin = np.where(np.isnan(edges.margin), edges.similarity - np.float32(background), edges.margin)
+    r = _percentile(margin)
+    del margin
+    r *= 0.75
+    r += 0.25 * _percentile(edges.similarity)
+    r *= np.where(edges.mutual, np.float32(1.0), np.float32(0.5))
+    return np.clip(r, 0.0, 1.0, out=r)
 
 
 def reliability_similarity(edges: Edges, background: float) -> np.ndarray:
@@ -193,20 +205,27 @@ def match_video(frames: np.ndarray, emb: np.ndarray, boxes: np.ndarray, params: 
         total = float(sims[valid].sum()) if valid.any() else 0.0
         bg_sum += total
         bg_n += int(valid.sum())
+    # compact columns (a round holds several edges per instance): rows int32, similarities float32
     if out_a:
-        edges = Edges(np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_g),
-                      np.concatenate(out_s).astype(np.float64), np.concatenate(out_m).astype(np.float64),
-                      np.concatenate(out_mu))
+        edges = Edges(np.concatenate(out_a).astype(np.int32), np.concatenate(out_b).astype(np.int32),
+                      np.concatenate(out_g).astype(np.int32), np.concatenate(out_s).astype(np.float32),
+                      np.concatenate(out_m).astype(np.float32), np.concatenate(out_mu))
     else:
-        e = np.zeros(0, dtype=np.int64)
-        edges = Edges(e, e, e, np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool))
-    matched_sum = float(edges.similarity.sum())
+        e = np.zeros(0, dtype=np.int32)
+        edges = Edges(e, e, e, np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros(0, dtype=bool))
+    matched_sum = float(edges.similarity.sum(dtype=np.float64))
     return edges, bg_sum - matched_sum, bg_n - len(edges.a)
 
 
 def _concat_edges(parts: list[Edges]) -> Edges:
-    return Edges(*(np.concatenate([getattr(p, name) for p in parts]) for name in
-                   ("a", "b", "gap", "similarity", "margin", "mutual")))
+    """One Edges from many, column by column, each part's column freed once copied (peak: the
+    edges plus one column, not twice the edges)."""
+    cols = []
+    for name in ("a", "b", "gap", "similarity", "margin", "mutual"):
+        cols.append(np.concatenate([getattr(p, name) for p in parts]))
+        for p in parts:
+            setattr(p, name, None)
+    return Edges(*cols)
 
 
 # ---- components -------------------------------------------------------------------------------
@@ -229,28 +248,26 @@ def pair_components(a: np.ndarray, b: np.ndarray, frame_a: np.ndarray, video: np
     n = len(a)
     if n == 0:
         return np.zeros(0, dtype=np.int64), 0.0, 0
-    window = frame_a // max(int(params.component_window), 1)
+    w = max(int(params.component_window), 1)
+    window = frame_a // w
     keep = reliability >= params.component_min_reliability
-    key_a = np.stack([a, window], axis=1)
-    key_b = np.stack([b, window], axis=1)
-    keys, inv = np.unique(np.concatenate([key_a, key_b]), axis=0, return_inverse=True)
-    inv = inv.reshape(-1)
-    na, nb = inv[:n], inv[n:]
-    labels = components(len(keys), na[keep], nb[keep])
+    # Node (row, window) -> row * k + window % k: a row only meets the windows of the k - 1
+    # frames gaps before its own, so they differ mod k; linear, no sort of node keys.
+    k = max(int(max(params.gaps, default=1)) // w + 2, 2)
+    n_rows = int(max(a.max(), b.max())) + 1
+    itype = np.int32 if n_rows * k < 2 ** 31 else np.int64  # compact node ids: several pairs per instance
+    na = a.astype(itype) * itype(k) + (window % k).astype(itype)
+    nb = b.astype(itype) * itype(k) + (window % k).astype(itype)
+    labels = components(n_rows * k, na[keep], nb[keep])
     comp = np.where(keep, labels[na], -1)
-    # share of instances (distinct instance ids) in the largest component
-    inst_all = np.unique(np.concatenate([a, b]))
+    # share of instances (distinct instance rows) in the largest component
+    n_inst = len(np.unique(np.concatenate([a, b])))
     if keep.any():
-        node_label = labels
-        node_inst = keys[:, 0]
-        used = np.zeros(len(keys), dtype=bool)
-        used[na[keep]] = True
-        used[nb[keep]] = True
-        lab = node_label[used]
-        inst = node_inst[used]
-        pairs_li = np.unique(np.stack([lab, inst], axis=1), axis=0)
-        sizes = np.bincount(pairs_li[:, 0])
-        share = float(sizes.max() / max(len(inst_all), 1))
+        used = np.unique(np.concatenate([na[keep], nb[keep]]))
+        label_row = np.unique(labels[used].astype(np.int64) * n_rows + used // k)  # distinct (component, row)
+        del used
+        sizes = np.bincount(label_row // n_rows)
+        share = float(sizes.max() / max(n_inst, 1))
         n_comp = int((sizes > 0).sum())
     else:
         share, n_comp = 0.0, 0
@@ -268,16 +285,25 @@ def mine(ids: np.ndarray, video: np.ndarray, frame: np.ndarray, boxes: np.ndarra
     """Mine one round over all videos. ``emb`` rows are L2-normalised and aligned with ids."""
     if params.reliability_rule not in RELIABILITY_RULES:
         raise ValueError(f"unknown reliability rule {params.reliability_rule!r}")
-    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    # Video by video: ``emb`` may be a float16 memory map; only one video's rows are read
+    # (as float32) at a time.
     parts, bg_sum, bg_n = [], 0.0, 0
-    for v in np.unique(video):
-        rows = np.flatnonzero(video == v)
-        edges, s, nbg = match_video(frame[rows], emb[rows], boxes[rows], params)
-        edges.a, edges.b = rows[edges.a], rows[edges.b]
+    order = np.argsort(video, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, video[order][1:] != video[order][:-1], True])
+    for g in range(len(bounds) - 1):
+        rows = order[bounds[g]:bounds[g + 1]]
+        if rows[-1] - rows[0] + 1 == len(rows):  # contiguous (the usual case): a slice reads sequentially
+            vemb = np.asarray(emb[rows[0]:rows[-1] + 1], dtype=np.float32)
+        else:
+            vemb = np.asarray(emb[np.sort(rows)], dtype=np.float32)[np.argsort(np.argsort(rows))]
+        edges, s, nbg = match_video(frame[rows], vemb, boxes[rows], params)
+        del vemb
+        edges.a, edges.b = rows[edges.a].astype(np.int32), rows[edges.b].astype(np.int32)
         parts.append(edges)
         bg_sum += s
         bg_n += nbg
     edges = _concat_edges(parts) if parts else Edges(*(np.zeros(0),) * 6)
+    del parts
     background = bg_sum / bg_n if bg_n else (float(edges.similarity.mean()) if len(edges.a) else 0.0)
     rel = RELIABILITY_RULES[params.reliability_rule](edges, background) if len(edges.a) else np.zeros(0)
     keep = (edges.similarity >= params.min_similarity) & (rel >= params.min_reliability)

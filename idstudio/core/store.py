@@ -428,41 +428,54 @@ class Project:
 
     def instance_table(self, video_id: int | None = None, instance_ids: Sequence[int] | None = None,
                        dataset_id: int | None = None) -> InstanceTable:
-        """Instances as column arrays, ordered by id (or by the given ids)."""
-        if instance_ids is not None:
-            rows = self._rows_by_ids(instance_ids)
-        elif dataset_id is not None:
-            rows = self.query(
-                "SELECT i.* FROM instances i JOIN dataset_items d ON d.instance_id = i.id WHERE d.dataset_id = ? ORDER BY i.id",
-                (dataset_id,),
-            )
-        elif video_id is not None:
-            rows = self.query("SELECT * FROM instances WHERE video_id = ? ORDER BY id", (video_id,))
-        else:
-            rows = self.query("SELECT * FROM instances WHERE video_id IS NOT NULL ORDER BY id")
-        n = len(rows)
-        table = InstanceTable(
-            id=np.fromiter((r["id"] for r in rows), dtype=np.int64, count=n),
-            video_id=np.fromiter((r["video_id"] if r["video_id"] is not None else -1 for r in rows), dtype=np.int64, count=n),
-            frame=np.fromiter((r["frame"] if r["frame"] is not None else -1 for r in rows), dtype=np.int64, count=n),
-            boxes=np.array([(r["x"], r["y"], r["w"], r["h"]) for r in rows], dtype=np.float32).reshape(n, 4),
-            identity=np.fromiter((r["identity"] if r["identity"] is not None else -1 for r in rows), dtype=np.int64, count=n),
-            camera=[r["camera"] for r in rows],
-        )
-        return table
+        """Instances as column arrays, ordered by id (or by the given ids).
 
-    def _rows_by_ids(self, ids: Sequence[int]) -> list[sqlite3.Row]:
-        ids = [int(i) for i in ids]
+        Read in chunks straight into numpy columns (cameras interned): a million instances
+        take ~50 MB, never a million Python row objects."""
+        cols = "i.id, i.video_id, i.frame, i.x, i.y, i.w, i.h, i.identity, i.camera"
+        if instance_ids is not None:
+            ids = [int(i) for i in instance_ids]
+            with self.lock:
+                self._fill_wanted(ids)
+                table = self._table_from(self.conn.execute(
+                    f"SELECT {cols} FROM _wanted w JOIN instances i ON i.id = w.id ORDER BY w.pos"))
+            if len(table) != len(ids):
+                raise UserError(f"{len(ids) - len(table)} of the requested instances do not exist in this project.")
+            return table
+        if dataset_id is not None:
+            sql, params = (f"SELECT {cols} FROM instances i JOIN dataset_items d ON d.instance_id = i.id "
+                           "WHERE d.dataset_id = ? ORDER BY i.id", (dataset_id,))
+        elif video_id is not None:
+            sql, params = f"SELECT {cols} FROM instances i WHERE i.video_id = ? ORDER BY i.id", (video_id,)
+        else:
+            sql, params = f"SELECT {cols} FROM instances i WHERE i.video_id IS NOT NULL ORDER BY i.id", ()
         with self.lock:
-            self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _wanted (pos INTEGER PRIMARY KEY, id INTEGER)")
-            self.conn.execute("DELETE FROM _wanted")
-            self.conn.executemany("INSERT INTO _wanted (pos, id) VALUES (?, ?)", enumerate(ids))
-            cursor = self.conn.execute("SELECT i.* FROM _wanted w JOIN instances i ON i.id = w.id ORDER BY w.pos")
-            cursor.row_factory = sqlite3.Row
-            rows = cursor.fetchall()
-        if len(rows) != len(ids):
-            raise UserError(f"{len(ids) - len(rows)} of the requested instances do not exist in this project.")
-        return rows
+            return self._table_from(self.conn.execute(sql, params))
+
+    @staticmethod
+    def _table_from(cursor: sqlite3.Cursor, chunk: int = 65536) -> InstanceTable:
+        ints: list[np.ndarray] = []
+        boxes: list[np.ndarray] = []
+        camera: list[str | None] = []
+        names: dict[str | None, str | None] = {}
+        while True:
+            rows = cursor.fetchmany(chunk)
+            if not rows:
+                break
+            n = len(rows)
+            ints.append(np.array([(r[0], -1 if r[1] is None else r[1], -1 if r[2] is None else r[2],
+                                   -1 if r[7] is None else r[7]) for r in rows], dtype=np.int64).reshape(n, 4))
+            boxes.append(np.array([(r[3], r[4], r[5], r[6]) for r in rows], dtype=np.float32).reshape(n, 4))
+            camera.extend(names.setdefault(r[8], r[8]) for r in rows)
+        cols = np.concatenate(ints) if ints else np.zeros((0, 4), np.int64)
+        return InstanceTable(id=cols[:, 0].copy(), video_id=cols[:, 1].copy(), frame=cols[:, 2].copy(),
+                             boxes=np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32),
+                             identity=cols[:, 3].copy(), camera=camera)
+
+    def _fill_wanted(self, ids: list[int]) -> None:
+        self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _wanted (pos INTEGER PRIMARY KEY, id INTEGER)")
+        self.conn.execute("DELETE FROM _wanted")
+        self.conn.executemany("INSERT INTO _wanted (pos, id) VALUES (?, ?)", enumerate(ids))
 
     def instance(self, instance_id: int) -> dict[str, Any]:
         rows = self.query("SELECT * FROM instances WHERE id = ?", (instance_id,))
@@ -539,12 +552,13 @@ class Project:
 
     def dataset_split(self, dataset_id: int) -> dict[str, InstanceTable]:
         """The dataset's items by split ('query', 'gallery', 'train'), each ordered by id."""
+        cols = "i.id, i.video_id, i.frame, i.x, i.y, i.w, i.h, i.identity, i.camera"
         out = {}
         for split in ("query", "gallery", "train"):
-            ids = [r[0] for r in self.query(
-                "SELECT instance_id FROM dataset_items WHERE dataset_id = ? AND split = ? ORDER BY instance_id",
-                (dataset_id, split))]
-            out[split] = self.instance_table(instance_ids=ids)
+            with self.lock:
+                out[split] = self._table_from(self.conn.execute(
+                    f"SELECT {cols} FROM dataset_items d JOIN instances i ON i.id = d.instance_id "
+                    "WHERE d.dataset_id = ? AND d.split = ? ORDER BY d.instance_id", (dataset_id, split)))
         return out
 
     # ---- summary -----------------------------------------------------------------------------

@@ -186,20 +186,35 @@ def review_queue(
         raise UserError(f"Filter the review queue by one of {', '.join(FILTERS)}, not {decision!r}.")
     if round_id is None:
         round_id = latest_round(project)
-    rows = [] if round_id is None else project.query(
-        "SELECT p.id, p.a, p.b, p.gap, p.similarity, p.reliability, ia.video_id, ia.frame, ib.frame"
-        " FROM pairs p JOIN instances ia ON ia.id = p.a JOIN instances ib ON ib.id = p.b"
-        " WHERE p.round_id = ? ORDER BY p.id",
-        (round_id,),
-    )
-    n = len(rows)
-    cols = np.array([tuple(r) for r in rows], dtype=np.float64).reshape(n, 9) if n else np.zeros((0, 9))
+    # Columns straight into numpy (chunks of rows, never one Python object per pair kept):
+    # a round of a million-instance project holds millions of pairs.
+    parts = []
+    if round_id is not None:
+        with project.lock:
+            cursor = project.conn.execute(
+                "SELECT p.id, p.a, p.b, p.gap, p.similarity, p.reliability, ia.video_id, ia.frame, ib.frame"
+                " FROM pairs p JOIN instances ia ON ia.id = p.a JOIN instances ib ON ib.id = p.b"
+                " WHERE p.round_id = ? ORDER BY p.id", (round_id,))
+            while chunk := cursor.fetchmany(65536):
+                parts.append(np.array(chunk, dtype=np.float64).reshape(len(chunk), 9))
+    cols = np.concatenate(parts) if parts else np.zeros((0, 9))
+    n = len(cols)
     pid, a, b, gap = (cols[:, i].astype(np.int64) for i in range(4))
     sim, rel = cols[:, 4].astype(np.float32), cols[:, 5].astype(np.float32)
     vid, fa, fb = (cols[:, i].astype(np.int64) for i in (6, 7, 8))
+    del cols, parts
     current = current_decisions(project)
     lo, hi = np.minimum(a, b), np.maximum(a, b)
-    dec = np.array([current.get((int(x), int(y)), "none") for x, y in zip(lo, hi)], dtype=object)
+    dec = np.full(n, "none", dtype=object)
+    if current:  # decisions are few next to pairs: look the pairs up by packed key, vectorised
+        keys = np.array(list(current), dtype=np.int64).reshape(-1, 2)
+        packed = keys[:, 0] * (1 << 32) + keys[:, 1]
+        by_key = np.argsort(packed)
+        wanted = lo * (1 << 32) + hi
+        pos = np.clip(np.searchsorted(packed[by_key], wanted), 0, len(by_key) - 1)
+        hit = packed[by_key][pos] == wanted
+        values = np.array(list(current.values()), dtype=object)[by_key]
+        dec[hit] = values[pos[hit]]
     counts = {
         "total": n,
         "accept": int(np.sum(dec == "accept")),
@@ -227,6 +242,17 @@ def review_queue(
         reliability=rel[idx], video_id=vid[idx], frame_a=fa[idx], frame_b=fb[idx],
         decision=[str(d) for d in dec[idx]], counts=counts,
     )
+
+
+def round_pair_columns(project: Project, round_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) of every pair of a round, as numpy columns read in chunks."""
+    parts = []
+    with project.lock:
+        cursor = project.conn.execute("SELECT a, b FROM pairs WHERE round_id = ?", (round_id,))
+        while chunk := cursor.fetchmany(65536):
+            parts.append(np.array(chunk, dtype=np.int64).reshape(len(chunk), 2))
+    cols = np.concatenate(parts) if parts else np.zeros((0, 2), np.int64)
+    return cols[:, 0].copy(), cols[:, 1].copy()
 
 
 def review_counts(project: Project, round_id: int | None = None) -> dict[str, int]:

@@ -28,7 +28,7 @@ from torchvision.transforms import v2
 from idstudio.core import config as cfgmod
 from idstudio.core import runs as runbook
 from idstudio.core.config import field
-from idstudio.core.data import CropStore, train_transform
+from idstudio.core.data import CropReader, CropStore, train_transform
 from idstudio.core.errors import JobCancelled, UserError
 from idstudio.core.jobs import JobContext
 from idstudio.core.sampling import SAMPLERS, frame_batches, make_sampler  # noqa: F401 - frame_batches: re-exported
@@ -110,6 +110,8 @@ class TrainConfig(LinkFields, MiningFields):
     augment: float = field(-1.0, help="camera-like augmentation strength (0: none; -1: auto, 1.0 without the colour "
                            "part, where colour casts differ between cameras, 0.3 with it, where colour is a cue to keep)",
                            group="Training")
+    start_round: int = field(0, help="train first on this stored mining round (its id, e.g. one reviewed in the Pairs "
+                             "view) instead of mining a new one; 0: mine", group="Training")
     remine_every: int = field(4, help="re-mine pairs with the current model every N epochs (0: never)", group="Training")
     links: str = field("auto", help="cross-video link rounds at each re-mining, and the linked tracklets as positives "
                        "across videos: on, off, or auto (on where other videos are not taken as negatives, i.e. "
@@ -182,49 +184,70 @@ def _instances(project: Project):
     return table
 
 
-@torch.inference_mode()
 def embed_store(model: EmbeddingModel, crops: CropStore, device: torch.device, batch_size: int = 128,
                 ctx: JobContext | None = None, rows: np.ndarray | None = None,
-                timer: dict[str, float] | None = None) -> tuple[np.ndarray, float]:
-    """Embeddings of the store's crops (all or ``rows``); returns (emb, seconds in forward).
-    ``timer`` (optional) accumulates "forward_cpu": process CPU seconds in forward."""
+                timer: dict[str, float] | None = None, out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Embeddings of the store's crops (all or ``rows``), streamed: crops are read and decoded
+    ahead in background threads (``core.embed.iter_decoded``) while the model runs, and written
+    into ``out`` (e.g. a float16 memory map; float32 in RAM when None). Returns (emb, seconds
+    in forward). ``timer`` (optional) accumulates "forward_cpu": process CPU seconds in forward."""
+    from idstudio.core.embed import forward_batches, iter_decoded
+
+    rows = np.arange(len(crops.ids)) if rows is None else rows
+    if out is None:
+        out = np.zeros((len(rows), model.spec.dim), dtype=np.float32)
+    fwd = [0.0]
+
+    def write(start: int, feats: np.ndarray) -> None:
+        out[start:start + len(feats)] = feats
+
+    def timed(batches):
+        for item in batches:  # the forward pass runs between two items of this generator
+            t0, c0 = time.perf_counter(), time.process_time()
+            yield item
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            fwd[0] += time.perf_counter() - t0
+            if timer is not None:
+                timer["forward_cpu"] = timer.get("forward_cpu", 0.0) + time.process_time() - c0
+
+    source = crops.source if isinstance(crops.source, CropReader) else None
+    ids = crops.ids[rows]
     was_training = model.training
     model.eval()
-    rows = np.arange(len(crops.ids)) if rows is None else rows
-    out = np.zeros((len(rows), model.spec.dim), dtype=np.float32)
-    fwd = 0.0
-    for start in range(0, len(rows), batch_size):
-        if ctx is not None:
-            ctx.check_cancelled()
-        idx = rows[start:start + batch_size]
-        x = crops.images[torch.from_numpy(idx)].to(device, non_blocking=True).float().div_(255.0)
-        t0, c0 = time.perf_counter(), time.process_time()
-        y = model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        fwd += time.perf_counter() - t0
-        if timer is not None:
-            timer["forward_cpu"] = timer.get("forward_cpu", 0.0) + time.process_time() - c0
-        out[start:start + len(idx)] = y.float().cpu().numpy()
-        if ctx is not None:
-            ctx.progress(start + len(idx), len(rows), "embedding")
-    model.train(was_training)
-    return out, fwd
+    try:
+        if source is not None:
+            batches = iter_decoded(source, ids, model.spec, batch_size, pin=device.type == "cuda", device=device)
+        else:  # crops held in memory
+            batches = ((s, crops.get(rows[s:s + batch_size])) for s in range(0, len(rows), batch_size))
+        forward_batches(model, timed(batches), len(rows), write, ctx=ctx)
+    finally:
+        model.train(was_training)
+    return out, fwd[0]
 
 
 def embed_sharded(model: EmbeddingModel, crops: CropStore, device: torch.device, batch_size: int,
-                  ctx: JobContext | None, timer: dict[str, float] | None = None) -> tuple[np.ndarray, float]:
-    """Each rank embeds a contiguous shard; shards are all-gathered (identical result on all ranks)."""
+                  ctx: JobContext | None, timer: dict[str, float] | None = None,
+                  out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Each rank embeds a contiguous shard; shards are all-gathered (identical result on all ranks).
+    On one process the embeddings go straight into ``out`` when given."""
     rank, world = _dist()
     n = len(crops.ids)
     if world == 1:
-        return embed_store(model, crops, device, batch_size, ctx, timer=timer)
+        return embed_store(model, crops, device, batch_size, ctx, timer=timer, out=out)
     bounds = np.linspace(0, n, world + 1).astype(int)
     mine_rows = np.arange(bounds[rank], bounds[rank + 1])
-    emb, fwd = embed_store(model, crops, device, batch_size, ctx if rank == 0 else None, mine_rows, timer=timer)
+    emb, fwd = embed_store(model, crops, device, batch_size, ctx if rank == 0 else None, mine_rows, timer=timer,
+                           out=np.zeros((len(mine_rows), model.spec.dim), np.float16))
     shards: list[Any] = [None] * world
     torch.distributed.all_gather_object(shards, emb)
-    return np.concatenate(shards), fwd
+    if out is None:
+        return np.concatenate(shards), fwd
+    start = 0
+    for shard in shards:
+        out[start:start + len(shard)] = shard
+        start += len(shard)
+    return out, fwd
 
 
 def store_round(project: Project, result: MiningResult, params: dict[str, Any], checkpoint: str,
@@ -238,12 +261,27 @@ def store_round(project: Project, result: MiningResult, params: dict[str, Any], 
             (run_id, checkpoint, to_json(params), len(result), stats.get("precision"), stats.get("recall"),
              stats.get("largest_component_share"), to_json(stats), time.time()))
         round_id = int(cursor.lastrowid)
-        project.conn.executemany(
-            "INSERT INTO pairs (round_id, a, b, gap, similarity, reliability, component) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            zip([round_id] * len(result), result.a.tolist(), result.b.tolist(), result.gap.tolist(),
-                result.similarity.astype(float).tolist(), result.reliability.astype(float).tolist(),
-                result.component.tolist()))
+        for s0 in range(0, len(result), 65536):  # chunks: never a Python object per pair for a whole round
+            sl = slice(s0, s0 + 65536)
+            project.conn.executemany(
+                "INSERT INTO pairs (round_id, a, b, gap, similarity, reliability, component) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                zip([round_id] * len(result.a[sl]), result.a[sl].tolist(), result.b[sl].tolist(), result.gap[sl].tolist(),
+                    result.similarity[sl].astype(float).tolist(), result.reliability[sl].astype(float).tolist(),
+                    result.component[sl].tolist()))
     return round_id
+
+
+def round_pairs(project: Project, round_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A stored round's (a, b, reliability, component) columns, read in chunks into numpy."""
+    parts = []
+    with project.lock:
+        cursor = project.conn.execute("SELECT a, b, reliability, IFNULL(component, -1) FROM pairs WHERE round_id = ? "
+                                      "ORDER BY id", (round_id,))
+        while rows := cursor.fetchmany(65536):
+            parts.append(np.array(rows, dtype=np.float64).reshape(len(rows), 4))
+    cols = np.concatenate(parts) if parts else np.zeros((0, 4))
+    return (cols[:, 0].astype(np.int64), cols[:, 1].astype(np.int64), cols[:, 2].astype(np.float32),
+            cols[:, 3].astype(np.int64))
 
 
 def _decisions(project: Project) -> dict[tuple[int, int], str]:
@@ -299,16 +337,31 @@ def _gate_on(setting: str, trained: bool) -> bool:
 
 def run_mining(project: Project, model: EmbeddingModel, crops: CropStore, table, cfg: Any, gate: bool,
                checkpoint: str, device: torch.device, run_id: str | None = None, ctx: JobContext | None = None,
-               batch_size: int = 128, store: bool = True) -> tuple[int | None, MiningResult, dict[str, float]]:
+               batch_size: int = 128, store: bool = True,
+               keep_embeddings: bool = False) -> tuple[int | None, MiningResult, dict[str, float]]:
+    """One round; ``keep_embeddings``: the result carries them (float16) for a link round."""
     t0 = time.perf_counter()
     timer: dict[str, float] = {}
-    emb, fwd = embed_sharded(model, crops, device, batch_size, ctx, timer)
-    t1 = time.perf_counter()
-    params = mining_params(cfg, gate)
-    result = mine_pairs(table.id, table.video_id, table.frame, table.boxes, emb, params, identity=table.identity)
+    # The round's embeddings go to a float16 file, read back video by video by the matcher:
+    # memory holds a batch and one video, never the round.
+    from idstudio.core.embed import RowFile
+
+    folder = project.cache_dir / "rounds"
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.npy"
+    emb = RowFile(path, len(crops.ids), model.spec.dim)
+    try:
+        emb, fwd = embed_sharded(model, crops, device, batch_size, ctx, timer, out=emb)
+        t1 = time.perf_counter()
+        params = mining_params(cfg, gate)
+        result = mine_pairs(table.id, table.video_id, table.frame, table.boxes, emb, params, identity=table.identity)
+        if keep_embeddings:
+            result.embeddings = emb[np.arange(len(emb))]
+    finally:
+        emb.close()
+        path.unlink(missing_ok=True)
     t2 = time.perf_counter()
     result.stats.update({"gate": gate, "seconds_embed": t1 - t0, "seconds_forward": fwd, "seconds_match": t2 - t1})
-    result.embeddings = emb  # a link round after this one reuses them
     round_id = None
     if store and _dist()[0] == 0:
         round_id = store_round(project, result, params.to_dict(), checkpoint, run_id)
@@ -760,7 +813,7 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
     def remine(epoch: int, gate: bool):
         key = "init" if epoch == 0 and not trained_start else f"runs/{run.id}@epoch{epoch}"
         rid, result, timing = run_mining(project, model, crops, table, cfg, gate, key, device,
-                                         run_id=run.id, ctx=ctx)
+                                         run_id=run.id, ctx=ctx, keep_embeddings=use_links and writer)
         rid = _broadcast(rid)
         s = result.stats
         entry = {"epoch": epoch, "round_id": rid, "n_pairs": len(result), "precision": s.get("precision"),
@@ -778,16 +831,21 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
             history["link_rounds"] = _broadcast(history["link_rounds"])
         return result
 
-    def load_round_pairs(rid: int):
-        rows = project.query("SELECT a, b, reliability, component FROM pairs WHERE round_id = ? ORDER BY id", (rid,))
-        return (np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64),
-                np.array([r[2] for r in rows], np.float32), np.array([r[3] if r[3] is not None else -1 for r in rows], np.int64))
-
+    if round_id is None and cfg.start_round:
+        round_id = int(cfg.start_round)
+        row = project.query("SELECT n_pairs, precision, recall, largest_component_share FROM mining_rounds WHERE id = ?",
+                            (round_id,))
+        if not row:
+            raise UserError(f"There is no mining round {round_id} in this project; give the id of a stored round "
+                            "(`idstudio pairs export` names them) or 0 to mine one.")
+        history["rounds"].append({"epoch": 0, "round_id": round_id, "n_pairs": row[0]["n_pairs"], "gate": None,
+                                  **{k: row[0][k] for k in ("precision", "recall", "largest_component_share")}})
+        ctx.log(f"Training on stored mining round {round_id} ({row[0]['n_pairs']} pairs).")
     if round_id is None:
         result = remine(0, _gate_on(cfg.spatial_gate, trained_start))
         pairs = (result.a, result.b, result.reliability.astype(np.float32), result.component)
     else:
-        pairs = _broadcast(load_round_pairs(round_id) if writer else None)
+        pairs = _broadcast(round_pairs(project, round_id) if writer else None)
 
     # ---- model, optimiser, schedule ----
     if cfg.freeze > 0:

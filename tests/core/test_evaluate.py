@@ -148,3 +148,56 @@ def test_chunking_does_not_change_results(monkeypatch):
     monkeypatch.setattr(ev, "_chunk_rows", lambda n, budget=0: 3)
     chunked = ev.evaluate_features(qf, gf, *args)
     assert whole.mAP == chunked.mAP and np.array_equal(whole.cmc, chunked.cmc)
+
+
+def stable_sort_reference(sim, q_ids, q_cams, g_ids, g_cams, k):
+    """Ranks from a stable sort of every whole row (what the metrics must equal exactly)."""
+    q_ids, g_ids, q_cams, g_cams = map(np.asarray, (q_ids, g_ids, q_cams, g_cams))
+    order = np.argsort(-sim, axis=1, kind="stable")
+    first, aps = [], []
+    for i, row in enumerate(order):
+        ignored = ((g_ids[row] == q_ids[i]) & (g_cams[row] == q_cams[i])) | (g_ids[row] == -1)
+        good = (g_ids[row] == q_ids[i])[~ignored]
+        if q_ids[i] <= 0 or not good.any():
+            first.append(0)
+            aps.append(np.nan)
+            continue
+        pos = np.flatnonzero(good) + 1
+        first.append(pos[0])
+        aps.append(np.mean(np.arange(1, len(pos) + 1) / pos))
+    return np.array(first), np.array(aps), order[:, :k]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ties_keep_gallery_order_as_a_stable_sort_of_whole_rows(monkeypatch, seed):
+    rng = np.random.default_rng(seed)
+    nq, ng = 30, 400
+    g_ids, q_ids = rng.integers(-1, 8, ng), rng.integers(-1, 8, nq)
+    q_cams, g_cams = rng.integers(0, 3, nq), rng.integers(0, 3, ng)
+    sim = rng.integers(0, 6, (nq, ng)).astype(np.float32) / 6  # few distinct values: ties everywhere
+    first, aps, top = stable_sort_reference(sim, q_ids, q_cams, g_ids, g_cams, 15)
+    for rows in (64, 7):
+        monkeypatch.setattr(ev, "_chunk_rows", lambda n, budget=0, rows=rows: rows)
+        res = ev.evaluate_similarity(sim, q_ids, q_cams, g_ids, g_cams, keep_top=15)
+        assert np.array_equal(res.first_hit, first)
+        assert np.allclose(res.ap, aps, equal_nan=True)
+        assert np.array_equal(res.ranked, top)
+    assert (first > 0).sum() > 5 and (first > 1).any()
+
+
+def test_a_float16_gallery_read_in_blocks_gives_the_whole_row_result(monkeypatch, tmp_path):
+    rng = np.random.default_rng(3)
+    nq, ng, d = 20, 500, 8
+    g_ids, q_ids = rng.integers(-1, 10, ng), rng.integers(0, 10, nq)
+    q_cams, g_cams = rng.integers(0, 3, nq), rng.integers(0, 3, ng)
+    qf = rng.standard_normal((nq, d)).astype(np.float32)
+    mm = np.lib.format.open_memmap(tmp_path / "g.npy", mode="w+", dtype=np.float16, shape=(ng, d))
+    mm[:] = rng.standard_normal((ng, d))
+    sim = ev.normalize(qf) @ ev.normalize(np.asarray(mm, np.float32)).T
+    first, aps, top = stable_sort_reference(sim, q_ids, q_cams, g_ids, g_cams, 10)
+    for block in (ev.GALLERY_BLOCK, 64, 7):  # one block, and many (the large-gallery path)
+        monkeypatch.setattr(ev, "GALLERY_BLOCK", block)
+        res = ev.evaluate_features(qf, mm, q_ids, q_cams, g_ids, g_cams, keep_top=10)
+        assert np.array_equal(res.first_hit, first)
+        assert np.allclose(res.ap, aps, equal_nan=True)
+        assert np.array_equal(res.ranked, top)

@@ -67,7 +67,26 @@ def test_incomplete_index_is_refused(tmp_path):
         vindex.VectorIndex.load(tmp_path / "x.faiss")
 
 
-def test_auto_falls_back_to_exact_when_ivf_cannot_reach_the_target():
+def test_auto_keeps_exact_search_when_it_is_measured_fast_enough(monkeypatch):
+    x = _data(3000)
+    monkeypatch.setattr(vindex, "EXACT_BUDGET_S", 10.0)  # any measured time is under it
+    idx = vindex.build_index(x, np.arange(3000), key="k", dataset="d", kind="auto", exact_max=100, recall_k=20)
+    assert idx.kind == "exact" and idx.params["exact_s_per_query"] > 0 and "fallback" not in idx.params
+
+
+def test_auto_keeps_ivf_only_when_measured_faster(monkeypatch):
+    x = _data(4000)
+    monkeypatch.setattr(vindex, "EXACT_BUDGET_S", 0.0)  # exact is never fast enough: IVF is tried
+    monkeypatch.setattr(vindex, "MIN_SPEEDUP", 0.0)  # any IVF that reaches the recall wins
+    idx = vindex.build_index(x, np.arange(4000), key="k", dataset="d", kind="auto", exact_max=100, recall_k=20)
+    assert idx.kind == "ivf" and idx.params["ivf_s_per_query"] > 0 and idx.params["exact_s_per_query"] > 0
+    monkeypatch.setattr(vindex, "MIN_SPEEDUP", float("inf"))  # no IVF can be fast enough
+    idx = vindex.build_index(x, np.arange(4000), key="k", dataset="d", kind="auto", exact_max=100, recall_k=20)
+    assert idx.kind == "exact" and "faster" in idx.params["fallback"]
+
+
+def test_auto_falls_back_to_exact_when_ivf_cannot_reach_the_target(monkeypatch):
+    monkeypatch.setattr(vindex, "EXACT_BUDGET_S", 0.0)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((3000, 64)).astype(np.float32)  # isotropic: no structure to exploit
     x /= np.linalg.norm(x, axis=1, keepdims=True)

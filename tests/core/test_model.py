@@ -116,6 +116,40 @@ def test_pair_dataset_returns_stored_crops():
     assert torch.equal(a, images[1]) and torch.equal(b, images[3]) and float(w) == 0.5 and i == 1
 
 
+def test_crop_store_streams_from_the_crop_file_with_a_bounded_cache(tmp_path):
+    import pickle
+
+    from idstudio.core.data import decode_crops_uint8
+    from idstudio.core.embed import RowFile
+    from idstudio.core.store import Project
+
+    project = Project.create(tmp_path / "p")
+    jpegs = [_jpeg((10 * k, 255 - 10 * k, 60), 70 + k, 30) for k in range(12)]
+    ids = project.add_frames_and_instances(None, [], [{"x": 0, "y": 0, "w": 1, "h": 1, "source": "gallery"}] * 12, jpegs)
+    store = CropStore.load(project, ids, SPEC, cache_mb=4 * 3 * 64 * 32 / 2 ** 20)  # room for 4 crops
+    truth = decode_crops_uint8(jpegs, SPEC)
+    assert torch.equal(store.get([3, 0, 11]), truth[[3, 0, 11]])
+    assert torch.equal(store.get(np.arange(12)), truth)
+    assert len(store.source._cache) == 4  # bounded: the last four read
+    # a DataLoader worker gets a copy without the connection or the cache, and reads on its own
+    copy = pickle.loads(pickle.dumps(store))
+    assert len(copy.source._cache) == 0 and torch.equal(copy.get([5]), truth[[5]])
+    ds = PairDataset(store, np.array([0, 1, 2]), np.array([3, 4, 5]), np.array([1.0, 0.5, 0.2]))
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=[[0, 2], [1]])
+    va, vb, w, idx = next(iter(loader))
+    assert torch.equal(va, truth[[0, 2]]) and torch.equal(vb, truth[[3, 5]]) and idx.tolist() == [0, 2]
+    with pytest.raises(UserError, match="missing"):
+        CropStore.load(project, [ids[0], 999], SPEC).get([1])
+    # the float16 row file: rows written and read back by ranges, readable as a .npy
+    rows = RowFile(tmp_path / "e.npy", 10, 3)
+    rows[0:4] = np.arange(12).reshape(4, 3)
+    rows[np.array([9, 5, 6])] = np.ones((3, 3)) * [[9], [5], [6]]
+    assert rows[np.array([6, 1])].tolist() == [[6, 6, 6], [3, 4, 5]]
+    rows.close()
+    assert np.load(tmp_path / "e.npy")[9].tolist() == [9, 9, 9]
+    project.close()
+
+
 def test_camera_jitter_gives_each_crop_its_own_camera():
     torch.manual_seed(0)
     grey = torch.full((64, 3, 64, 32), 128, dtype=torch.uint8)

@@ -274,6 +274,22 @@ class FrameCanvas(QWidget):
 
 
 # ---- thumbnail grid ------------------------------------------------------------------------------
+class FrameBoxes:
+    """A video's boxes by frame, as the table's columns sorted by frame: ``get(frame)`` slices
+    them out when a frame is drawn (no Python object per instance is built when a video with
+    millions of instances is opened)."""
+
+    def __init__(self, table):
+        order = np.argsort(table.frame, kind="stable")
+        self.frame = table.frame[order]
+        self.id, self.boxes, self.identity = table.id[order], table.boxes[order], table.identity[order]
+
+    def get(self, frame: int, default=None) -> list:
+        lo, hi = np.searchsorted(self.frame, frame), np.searchsorted(self.frame, frame, side="right")
+        return [(int(i), float(x), float(y), float(w), float(h), int(ident))
+                for i, (x, y, w, h), ident in zip(self.id[lo:hi], self.boxes[lo:hi], self.identity[lo:hi])] or (default or [])
+
+
 class InstanceModel(QAbstractListModel):
     """Instances as one numpy array of ids (plus frame and identity for tooltips)."""
 
@@ -284,7 +300,7 @@ class InstanceModel(QAbstractListModel):
         self.frames = np.zeros(0, dtype=np.int64)
         self.identities = np.zeros(0, dtype=np.int64)
         self.videos = np.zeros(0, dtype=np.int64)
-        self._row_of: dict[int, int] | None = None
+        self._row_of: tuple[np.ndarray, np.ndarray] | None = None
         self._placeholder = QImage(loader.size, QImage.Format.Format_RGB888)
         self._placeholder.fill(QColor(232, 236, 241))
         loader.loaded.connect(self._loaded)
@@ -319,9 +335,12 @@ class InstanceModel(QAbstractListModel):
         return None
 
     def row_of(self, iid: int) -> int | None:
-        if self._row_of is None:
-            self._row_of = {int(v): i for i, v in enumerate(self.ids)}
-        return self._row_of.get(int(iid))
+        if self._row_of is None:  # ids sorted once (numpy), then binary search: no dict of a million
+            order = np.argsort(self.ids, kind="stable")
+            self._row_of = (order, self.ids[order])
+        order, ids = self._row_of
+        pos = int(np.searchsorted(ids, int(iid)))
+        return int(order[pos]) if pos < len(ids) and ids[pos] == int(iid) else None
 
     def _loaded(self, items: list) -> None:
         rows = [r for r in (self.row_of(iid) for iid, _ in items) if r is not None]
@@ -338,7 +357,7 @@ class DataView(QWidget):
         self.session = session
         self.video: dict[str, Any] | None = None
         self.frame_numbers: list[int] = []
-        self.boxes_by_frame: dict[int, list] = {}
+        self.boxes_by_frame: FrameBoxes | dict[int, list] = {}
         self.highlight: set[int] = set()
         self.current_frame: int | None = None
         self._waiting = False
@@ -528,11 +547,7 @@ class DataView(QWidget):
         self.video = video
         self.frame_numbers = sorted(video["frame_paths"])
         table = project.instance_table(video_id=video_id)
-        self.boxes_by_frame = {}
-        for i in range(len(table)):
-            x, y, w, h = (float(v) for v in table.boxes[i])
-            self.boxes_by_frame.setdefault(int(table.frame[i]), []).append(
-                (int(table.id[i]), x, y, w, h, int(table.identity[i])))
+        self.boxes_by_frame = FrameBoxes(table)
         self.model.set_instances(table.id, table.video_id, table.frame, table.identity)
         self.grid_title.setText(f"Instances of {video['name']} ({len(table):,})")
         self.frame_title.setText(f"{video['name']} · camera {video['camera']} · {len(self.frame_numbers):,} frames")

@@ -234,6 +234,26 @@ class PairDelegate(QStyledItemDelegate):
 
 
 # ---- the view --------------------------------------------------------------------------------------------
+class PairKeys:
+    """Pair keys (min, max of the two ids) -> queue positions (``get``) or their number
+    (``counts=True``), by binary search over packed keys: a round of millions of pairs is two
+    numpy arrays, not a dict of millions of tuples built on the GUI thread."""
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, counts: bool = False):
+        a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+        packed = np.minimum(a, b) * (1 << 32) + np.maximum(a, b)
+        self.order = np.argsort(packed, kind="stable")
+        self.sorted = packed[self.order]
+        self.counts = counts
+
+    def get(self, key: tuple[int, int], default: Any = None) -> Any:
+        packed = min(key) * (1 << 32) + max(key)
+        lo, hi = np.searchsorted(self.sorted, packed), np.searchsorted(self.sorted, packed, side="right")
+        if self.counts:
+            return int(hi - lo) if hi > lo else default
+        return self.order[lo:hi].tolist() if hi > lo else default
+
+
 class PairsView(QWidget):
     title = "Pairs"
 
@@ -247,8 +267,9 @@ class PairsView(QWidget):
         self.undo_stack = QUndoStack(self)
         self._videos: dict[int, dict] = {}
         self._boxes: dict[tuple[int, int], list] = {}
-        self._rows_of: dict[tuple[int, int], list[int]] | None = None  # queue positions by pair key
-        self._round_keys: tuple[int | None, dict[tuple[int, int], int]] | None = None  # (round, key -> pairs)
+        self._stale = False  # the queue is reloaded when the view is next shown
+        self._rows_of: PairKeys | None = None  # queue positions by pair key
+        self._round_keys: tuple[int | None, PairKeys] | None = None  # (round, key -> pairs)
         self.mine_handle = None
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
@@ -510,7 +531,14 @@ class PairsView(QWidget):
             self.reload()
 
     def reload(self) -> None:
-        """Re-run the queue query with the current order and filters (keeps nothing stale)."""
+        """Re-run the queue query with the current order and filters (keeps nothing stale).
+
+        While the view is hidden it only marks the queue stale and loads when shown: opening a
+        project (or mining in another view) never waits on a round of millions of pairs."""
+        if not self.isVisible():
+            self._stale = True
+            return
+        self._stale = False
         self.loader.set_root(self.session.root) if self.loader.root != self.session.root else None
         project = self.session.project
         self.relinking = False
@@ -731,28 +759,21 @@ class PairsView(QWidget):
             "SELECT decision FROM reviews WHERE a = ? AND b = ? AND action < ? ORDER BY id DESC LIMIT 1", (a, b, action))
         return new, before or "none"
 
-    def _queue_rows(self) -> dict[tuple[int, int], list[int]]:
+    def _queue_rows(self) -> "PairKeys":
         """Queue positions by pair key (built once per queue)."""
         if self._rows_of is None:
-            rows_of: dict[tuple[int, int], list[int]] = {}
-            if self.queue is not None:
-                lo = np.minimum(self.queue.a, self.queue.b).tolist()
-                hi = np.maximum(self.queue.a, self.queue.b).tolist()
-                for i, key in enumerate(zip(lo, hi)):
-                    rows_of.setdefault(key, []).append(i)
-            self._rows_of = rows_of
+            a = self.queue.a if self.queue is not None else np.zeros(0, np.int64)
+            b = self.queue.b if self.queue is not None else np.zeros(0, np.int64)
+            self._rows_of = PairKeys(a, b)
         return self._rows_of
 
-    def _round_key_counts(self) -> dict[tuple[int, int], int]:
+    def _round_key_counts(self) -> "PairKeys":
         """How many pairs of the queue's round each key has (the counts are over the whole round)."""
         round_id = self.queue.round_id if self.queue is not None else None
         if self._round_keys is None or self._round_keys[0] != round_id:
-            keys: dict[tuple[int, int], int] = {}
-            if round_id is not None:
-                for a, b in self.session.project.query("SELECT a, b FROM pairs WHERE round_id = ?", (round_id,)):
-                    key = (a, b) if a < b else (b, a)
-                    keys[key] = keys.get(key, 0) + 1
-            self._round_keys = (round_id, keys)
+            a, b = (review.round_pair_columns(self.session.project, round_id) if round_id is not None
+                    else (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+            self._round_keys = (round_id, PairKeys(a, b, counts=True))
         return self._round_keys[1]
 
     def skip(self) -> None:
@@ -868,6 +889,8 @@ class PairsView(QWidget):
 
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
+        if self._stale:
+            self.reload()
         (self if self.tabs.currentIndex() == 0 else self.links).setFocus()
 
     def save_settings(self) -> None:
