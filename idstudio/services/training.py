@@ -30,6 +30,7 @@ from idstudio.core import runs as runbook
 from idstudio.core.config import field
 from idstudio.core.data import CropReader, CropStore, train_transform
 from idstudio.core.errors import JobCancelled, UserError
+from idstudio.core.failures import user_error
 from idstudio.core.jobs import JobContext
 from idstudio.core.sampling import SAMPLERS, frame_batches, make_sampler  # noqa: F401 - frame_batches: re-exported
 from idstudio.core.links import link_tracklets
@@ -349,7 +350,11 @@ def run_mining(project: Project, model: EmbeddingModel, crops: CropStore, table,
     folder = project.cache_dir / "rounds"
     folder.mkdir(exist_ok=True)
     path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.npy"
-    emb = RowFile(path, len(crops.ids), model.spec.dim)
+    try:
+        emb = RowFile(path, len(crops.ids), model.spec.dim)
+    except OSError as exc:  # a full or read-only disk: one sentence, nothing stored yet
+        path.unlink(missing_ok=True)
+        raise (user_error(exc, project.root) or exc) from None
     try:
         emb, fwd = embed_sharded(model, crops, device, batch_size, ctx, timer, out=emb)
         t1 = time.perf_counter()

@@ -101,11 +101,15 @@ def test_large_sets_take_the_ivf_index_and_find_the_same_neighbours(monkeypatch)
     rng = np.random.default_rng(3)
     centres = rng.standard_normal((16, 32))
     feats = fc._unit(centres[np.repeat(np.arange(16), 150)] + 0.3 * rng.standard_normal((2400, 32)))
+    from idstudio.core import index as vindex
+
+    # At this size exact search is fast, and the automatic choice rightly keeps it; make it look
+    # slow so the IVF path (the one a million-row gallery takes) is what runs.
+    monkeypatch.setattr(vindex, "EXACT_BUDGET_S", 0.0)
+    monkeypatch.setattr(vindex, "MIN_SPEEDUP", 0.0)
     index = build_index(feats, np.arange(len(feats)), "k", "d", kind="auto", exact_max=500)
     assert index.kind == "ivf"  # such data keeps the IVF index (it does not fall back to exact search)
     exact = fc.neighbours(feats, 5)
-    from idstudio.core import index as vindex
-
     searched = []
     real_exact = vindex.exact_search
     monkeypatch.setattr(vindex, "exact_search", lambda db, q, k: searched.append(len(q)) or real_exact(db, q, k))

@@ -43,7 +43,7 @@ def small_disk(tmp_path):
         pytest.skip("a full disk is simulated with a small tmpfs, which only root can mount")
     mount = tmp_path / "disk"
     mount.mkdir()
-    if _run("mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mount)).returncode != 0:
+    if _run("mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)).returncode != 0:
         pytest.skip("this machine does not allow mounting a tmpfs (a container without CAP_SYS_ADMIN)")
     try:
         yield SmallDisk(mount)
