@@ -165,6 +165,14 @@ def latest_round(project: Project) -> int | None:
     return int(value) if value is not None else None
 
 
+def _within(values: np.ndarray, bounds: tuple[float, float], ends: tuple[float, float]) -> np.ndarray:
+    """Inclusive range test; a bound at the scale's end is no bound (a cosine stored as
+    1.0000001 must not fall out of the full range)."""
+    lo = -np.inf if bounds[0] <= ends[0] else bounds[0] - 1e-6
+    hi = np.inf if bounds[1] >= ends[1] else bounds[1] + 1e-6
+    return (values >= lo) & (values <= hi)
+
+
 def review_queue(
     project: Project,
     round_id: int | None = None,
@@ -222,8 +230,7 @@ def review_queue(
     }
     counts["undecided"] = n - counts["accept"] - counts["reject"]
 
-    keep = (rel >= reliability[0] - 1e-6) & (rel <= reliability[1] + 1e-6)
-    keep &= (sim >= similarity[0] - 1e-6) & (sim <= similarity[1] + 1e-6)
+    keep = _within(rel, reliability, (0.0, 1.0)) & _within(sim, similarity, (-1.0, 1.0))
     if decision == "undecided":
         keep &= dec == "none"
     elif decision == "decided":

@@ -152,3 +152,13 @@ def test_kill_during_review_loses_no_decision(tmp_path):
     current = review.current_decisions(p)
     for i, key in enumerate(made):
         assert current[key] == ("accept" if i % 2 == 0 else "reject")
+
+
+def test_the_full_ranges_keep_pairs_just_outside_the_scale(tmp_path):
+    p = make_review_project(tmp_path / "p")
+    with p.transaction() as conn:  # rounding leaves cosines a hair above 1 and below -1
+        conn.execute("UPDATE pairs SET similarity = 1.0001 WHERE id = 1")
+        conn.execute("UPDATE pairs SET similarity = -1.0001 WHERE id = 2")
+    total = p.count("pairs")
+    assert len(review.review_queue(p)) == total
+    assert len(review.review_queue(p, similarity=(-1.0, 0.99))) == total - 1  # a real bound still applies
