@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from idstudio.core.mining import Edges, reliability_margin
+from idstudio.core.mining import Edges, reliability_margin, runner_up_margin
 from idstudio.core.tracklets import Tracklets, build_tracklets
 
 
@@ -90,15 +90,7 @@ def _candidates(fa: np.ndarray, fb: np.ndarray, min_similarity: float, k: int):
     near_b = np.zeros(S.shape, bool)
     np.put_along_axis(near_b, np.argsort(-S, axis=0)[:kb, :], True, axis=0)
     rows, cols = np.nonzero(near_a & near_b & (S >= min_similarity))
-    s = S[rows, cols]
-    # margin over the best competitor outside this pair's row and column
-    row_vals = S[rows].copy()
-    row_vals[np.arange(len(rows)), cols] = -np.inf
-    col_vals = S[:, cols].T.copy()
-    col_vals[np.arange(len(rows)), rows] = -np.inf
-    runner = np.maximum(row_vals.max(axis=1, initial=-np.inf), col_vals.max(axis=1, initial=-np.inf))
-    margin = np.where(np.isfinite(runner), s - runner, np.nan)
-    return rows, cols, s, margin, float(S.mean())
+    return rows, cols, S[rows, cols], runner_up_margin(S, rows, cols), float(S.mean())
 
 
 class _Groups:

@@ -125,6 +125,17 @@ RELIABILITY_RULES: dict[str, Callable[[Edges, float], np.ndarray]] = {
 }
 
 
+def runner_up_margin(S: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """For each chosen entry (rows[i], cols[i]) of a similarity matrix: its similarity minus
+    the best other entry in its row or column (NaN where there is no competitor)."""
+    row_vals = S[rows].copy()
+    row_vals[np.arange(len(rows)), cols] = -np.inf
+    col_vals = S[:, cols].T.copy()
+    col_vals[np.arange(len(rows)), rows] = -np.inf
+    runner = np.maximum(row_vals.max(axis=1, initial=-np.inf), col_vals.max(axis=1, initial=-np.inf))
+    return np.where(np.isfinite(runner), S[rows, cols] - runner, np.nan)
+
+
 # ---- matching ---------------------------------------------------------------------------------
 def _frame_groups(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows sorted by frame; the distinct frames, and each frame's [start, stop) in the order."""
@@ -188,13 +199,7 @@ def match_video(frames: np.ndarray, emb: np.ndarray, boxes: np.ndarray, params: 
             if not len(rows):
                 continue
             s = S[rows, cols]
-            # runner-ups: mask the matched entry
-            row_vals = S[rows].copy()
-            row_vals[np.arange(len(rows)), cols] = -np.inf
-            col_vals = S[:, cols].T.copy()
-            col_vals[np.arange(len(rows)), rows] = -np.inf
-            runner = np.maximum(row_vals.max(axis=1, initial=-np.inf), col_vals.max(axis=1, initial=-np.inf))
-            margin = np.where(np.isfinite(runner), s - runner, np.nan)
+            margin = runner_up_margin(S, rows, cols)
             mutual = (S[rows].argmax(axis=1) == cols) & (S[:, cols].argmax(axis=0) == rows)
             out_a.append(prow[src[k], rows])
             out_b.append(prow[dst[k], cols])

@@ -19,7 +19,7 @@ from PySide6.QtGui import QAction, QImage, QUndoStack
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from idstudio.gui import shortcuts
-from idstudio.gui.views.pairs import CropLabel, ReviewCommand
+from idstudio.gui.views.pairs import CropLabel, ReviewCommand, card_header, review_buttons, show_decision
 from idstudio.services import links as link_service
 from idstudio.services import review
 
@@ -117,20 +117,7 @@ class LinksPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 6, 0, 0)
         bar = QHBoxLayout()
-        from idstudio.gui.main_window import icon
-
-        self.buttons: dict[str, QPushButton] = {}
-        for name, text, icon_name, obj in (("accept", "Accept", "accept", "Accept"), ("reject", "Reject", "reject", "Reject"),
-                                           ("skip", "Skip", "skip", None), ("undo", "Undo", "undo", None),
-                                           ("redo", "Redo", "redo", None), ("split", "Split…", "relink", None)):
-            b = QPushButton(icon(icon_name), text, self)
-            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            if obj:
-                b.setObjectName(obj)
-            self.buttons[name] = b
-            bar.addWidget(b)
-            if name == "skip":
-                bar.addSpacing(16)
+        self.buttons = review_buttons(self, bar, ("accept", "reject", "skip", "undo", "redo", "split"))
         bar.addSpacing(16)
         self.order_combo, self.filter_combo = QComboBox(self), QComboBox(self)
         for combo, items in ((self.order_combo, LINK_ORDERS), (self.filter_combo, LINK_FILTERS)):
@@ -156,19 +143,7 @@ class LinksPanel(QWidget):
         card.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         cv = QVBoxLayout(card)
         cv.setContentsMargins(14, 12, 14, 12)
-        top = QHBoxLayout()
-        self.title = QLabel("No links yet", card)
-        self.title.setObjectName("Heading")
-        self.badge = QLabel("undecided", card)
-        self.badge.setObjectName("Badge")
-        top.addWidget(self.title)
-        top.addStretch(1)
-        top.addWidget(self.badge)
-        cv.addLayout(top)
-        self.figures = QLabel("", card)
-        self.figures.setObjectName("Muted")
-        self.figures.setWordWrap(True)
-        cv.addWidget(self.figures)
+        self.title, self.badge, self.figures = card_header(card, cv, "No links yet")
         self.strips = (LinkStrip(card), LinkStrip(card))
         for strip in self.strips:
             cv.addWidget(strip, 1)
@@ -298,10 +273,7 @@ class LinksPanel(QWidget):
         self.title.setText(f"Link {row['id']}: {row['video_a']} ↔ {row['video_b']}")
         self.figures.setText(f"similarity {row['similarity']:.3f}   ·   reliability {row['reliability']:.3f}   ·   "
                              f"{'kept for training' if row['kept'] else 'below the kept share'}{quality}")
-        self.badge.setText({"none": "undecided", "accept": "accepted", "reject": "rejected"}[row["decision"]])
-        self.badge.setProperty("decision", row["decision"])
-        self.badge.style().unpolish(self.badge)
-        self.badge.style().polish(self.badge)
+        show_decision(self.badge, row["decision"])
         missing = []
         for strip, side in zip(self.strips, ("a", "b")):
             members, (f0, f1) = row[f"{side}_members"], row[f"frames_{side}"]

@@ -109,6 +109,52 @@ class CropLabel(QLabel):
                                                              Qt.TransformationMode.SmoothTransformation))
 
 
+def card_header(card: QWidget, layout: QVBoxLayout, title: str) -> tuple[QLabel, QLabel, QLabel]:
+    """A review card's heading, decision badge and figures line (pairs and links)."""
+    top = QHBoxLayout()
+    heading = QLabel(title, card)
+    heading.setObjectName("Heading")
+    badge = QLabel("undecided", card)
+    badge.setObjectName("Badge")
+    top.addWidget(heading)
+    top.addStretch(1)
+    top.addWidget(badge)
+    layout.addLayout(top)
+    figures = QLabel("", card)
+    figures.setObjectName("Muted")
+    figures.setWordWrap(True)
+    layout.addWidget(figures)
+    return heading, badge, figures
+
+
+def show_decision(badge: QLabel, decision: str) -> None:
+    badge.setText({"none": "undecided", "accept": "accepted", "reject": "rejected"}[decision])
+    badge.setProperty("decision", decision)
+    badge.style().unpolish(badge)
+    badge.style().polish(badge)
+
+
+def review_buttons(parent: QWidget, bar: QHBoxLayout, names: tuple[str, ...]) -> dict[str, QPushButton]:
+    """The review toolbar's buttons (a gap after Skip), keyboard-free: the keys are actions."""
+    from idstudio.gui.main_window import icon
+
+    specs = {"accept": ("Accept", "accept", "Accept"), "reject": ("Reject", "reject", "Reject"), "skip": ("Skip", "skip", None),
+             "undo": ("Undo", "undo", None), "redo": ("Redo", "redo", None), "relink": ("Relink…", "relink", None),
+             "grid": ("Grid", "grid", None), "split": ("Split…", "relink", None)}
+    buttons: dict[str, QPushButton] = {}
+    for name in names:
+        text, icon_name, obj = specs[name]
+        b = QPushButton(icon(icon_name), text, parent)
+        b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        if obj:
+            b.setObjectName(obj)
+        buttons[name] = b
+        bar.addWidget(b)
+        if name == "skip":
+            bar.addSpacing(16)
+    return buttons
+
+
 class PairCard(QWidget):
     """Both crops large, both source frames with the boxes highlighted, the figures."""
 
@@ -120,18 +166,7 @@ class PairCard(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(14, 12, 14, 12)
-        top = QHBoxLayout()
-        self.title = QLabel("No pairs yet", self)
-        self.title.setObjectName("Heading")
-        self.badge = QLabel("undecided", self)
-        self.badge.setObjectName("Badge")
-        top.addWidget(self.title)
-        top.addStretch(1)
-        top.addWidget(self.badge)
-        layout.addLayout(top)
-        self.figures = QLabel("", self)
-        self.figures.setObjectName("Muted")
-        layout.addWidget(self.figures)
+        self.title, self.badge, self.figures = card_header(self, layout, "No pairs yet")
         body = QHBoxLayout()
         self.crop_a, self.crop_b = CropLabel(self), CropLabel(self)
         frames = QVBoxLayout()
@@ -157,10 +192,7 @@ class PairCard(QWidget):
         layout.addWidget(self.hint)
 
     def set_decision(self, decision: str) -> None:
-        self.badge.setText({"none": "undecided", "accept": "accepted", "reject": "rejected"}[decision])
-        self.badge.setProperty("decision", decision)
-        self.badge.style().unpolish(self.badge)
-        self.badge.style().polish(self.badge)
+        show_decision(self.badge, decision)
 
 
 # ---- grid mode -----------------------------------------------------------------------------------------
@@ -380,19 +412,7 @@ class PairsView(QWidget):
         bar = QHBoxLayout()
         from idstudio.gui.main_window import icon
 
-        self.buttons: dict[str, QPushButton] = {}
-        for name, text, icon_name, obj in (("accept", "Accept", "accept", "Accept"), ("reject", "Reject", "reject", "Reject"),
-                                           ("skip", "Skip", "skip", None), ("undo", "Undo", "undo", None),
-                                           ("redo", "Redo", "redo", None), ("relink", "Relink…", "relink", None),
-                                           ("grid", "Grid", "grid", None)):
-            b = QPushButton(icon(icon_name), text, right)
-            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            if obj:
-                b.setObjectName(obj)
-            self.buttons[name] = b
-            bar.addWidget(b)
-            if name == "skip":
-                bar.addSpacing(16)
+        self.buttons = review_buttons(right, bar, ("accept", "reject", "skip", "undo", "redo", "relink", "grid"))
         bar.addStretch(1)
         self.position_label = QLabel("", right)
         self.position_label.setObjectName("Muted")
