@@ -88,6 +88,7 @@ class TrackletSampler:
         self.tau = tau
         self._anchor_video = np.zeros(0, np.int64)
         self._anchor_key = np.zeros(0, np.int64)
+        self._anchor_owner = np.zeros(0, np.int64)
 
     def natural_steps(self, batch: int) -> int:
         return max(1, len(self.tracklets.row_tracklets) // batch)
@@ -96,14 +97,14 @@ class TrackletSampler:
         # Time is the frame key: a member in another video (a cross-video link) counts as the farthest.
         anchors, positives, owners = tracklet_batches(self.tracklets, self.frame_key, self.frame_key, batch_size,
                                                       n_batches, rng)
-        self._anchor_video, self._anchor_key = self.video[anchors], self.frame_key[anchors]
+        self._anchor_video, self._anchor_key, self._anchor_owner = self.video[anchors], self.frame_key[anchors], owners
         dataset = PairDataset(self.crops, anchors, positives, self.tracklets.weight[owners])
         return dataset, [np.arange(i * batch_size, (i + 1) * batch_size) for i in range(n_batches)]
 
     def loss(self, za: torch.Tensor, zb: torch.Tensor, weight: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         rows = idx.numpy()
         certain = torch.from_numpy(certain_negatives(self._anchor_video[rows], self._anchor_key[rows],
-                                                     self.other_video_negatives))
+                                                     self.other_video_negatives, self._anchor_owner[rows]))
         return masked_info_nce(za, zb, certain, weight.to(za.device), tau=self.tau)
 
 

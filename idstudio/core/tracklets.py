@@ -101,6 +101,7 @@ def tracklet_batches(tracklets: Tracklets, frame_key: np.ndarray, frame: np.ndar
     in_batch: set[int] = set()
     total = n_batches * batch_size
     while len(anchors) < total:
+        added = 0
         for g in rng.permutation(len(groups)):
             for row in rng.permutation(groups[g]).tolist():
                 t = tracklets.row_tracklets[row]
@@ -118,6 +119,7 @@ def tracklet_batches(tracklets: Tracklets, frame_key: np.ndarray, frame: np.ndar
                 positives.append(int(others[int(rng.integers(len(others)))]))
                 owners.append(t)
                 in_batch.add(t)
+                added += 1
                 if len(anchors) % batch_size == 0:
                     in_batch.clear()
                     if len(anchors) >= total:
@@ -126,16 +128,22 @@ def tracklet_batches(tracklets: Tracklets, frame_key: np.ndarray, frame: np.ndar
                 break
         if not anchors:
             raise ValueError("no tracklet has two members")
+        if not added:  # fewer usable tracklets than a batch holds: they repeat (the loss masks a tracklet against itself)
+            in_batch.clear()
     return np.array(anchors[:total]), np.array(positives[:total]), np.array(owners[:total])
 
 
-def certain_negatives(video: np.ndarray, frame_key: np.ndarray, other_videos: bool = True) -> np.ndarray:
+def certain_negatives(video: np.ndarray, frame_key: np.ndarray, other_videos: bool = True,
+                      owner: np.ndarray | None = None) -> np.ndarray:
     """(n, n) bool: batch elements i, j (by their anchors' video and frame) are certainly
     different people: two boxes of one frame, or (``other_videos``) anyone in another
-    video. The diagonal is False."""
+    video; never two elements of one tracklet (``owner``). The diagonal is False."""
     video, frame_key = np.asarray(video), np.asarray(frame_key)
     certain = frame_key[:, None] == frame_key[None, :]
     if other_videos:
         certain |= video[:, None] != video[None, :]
+    if owner is not None:
+        owner = np.asarray(owner)
+        certain &= owner[:, None] != owner[None, :]
     np.fill_diagonal(certain, False)
     return certain

@@ -99,3 +99,13 @@ def test_masked_loss_falls_when_positives_agree():
     aligned = masked_info_nce(za, za, certain)
     shuffled = masked_info_nce(za, za[[1, 2, 3, 0]], certain)
     assert float(aligned) < float(shuffled)
+
+
+def test_fewer_tracklets_than_a_batch_repeat_and_never_face_themselves():
+    video, frame, a, b, rel, comp, pos = two_people_two_videos()
+    tr = build_tracklets(a, b, rel, comp, pos, frame)  # 3 tracklets, batches of 8
+    key = video * 10_000_000 + frame
+    anchors, positives, owners = tracklet_batches(tr, key, frame, batch_size=8, n_batches=2, rng=np.random.default_rng(0))
+    assert len(anchors) == 16 and len(set(owners.tolist())) == 3  # it ends (it used to spin forever)
+    certain = certain_negatives(video[anchors], key[anchors], True, owners)
+    assert not certain[owners[:, None] == owners[None, :]].any()
