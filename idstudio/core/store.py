@@ -217,6 +217,15 @@ class InstanceTable:
     def __len__(self) -> int:
         return len(self.id)
 
+    def rows_of(self, ids) -> np.ndarray:
+        """The row of each instance id, -1 for ids not in this table (one sort, no dict)."""
+        ids = np.asarray(ids, np.int64)
+        if not len(self.id):
+            return np.full(len(ids), -1, np.int64)
+        order = np.argsort(self.id, kind="stable")
+        rows = order[np.minimum(np.searchsorted(self.id[order], ids), len(order) - 1)]
+        return np.where(self.id[rows] == ids, rows, -1)
+
 
 # How long a writer waits for another process's write transaction (an import's batch, a
 # mining round) before it gives up with one sentence. Batches are short, so writers take turns.

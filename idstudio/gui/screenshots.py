@@ -37,29 +37,28 @@ def render(out_dir: Path, project: Path, size: tuple[int, int] = (1400, 900), se
     if not window.open_project(project):
         raise SystemExit(f"error: cannot open {project}: {window.errors[-1] if window.errors else ''}")
     written = []
+
+    def grab(name: str) -> None:
+        _settle(app, settle)
+        path = out_dir / f"{name}.png"
+        window.grab().save(str(path))
+        written.append(path)
+
     for module, _cls, _label, _icon in VIEWS:
         view = window.show_view(module)
         if hasattr(view, "prepare_screenshot"):  # e.g. Retrieval evaluates the latest run first
             view.prepare_screenshot(lambda: app.processEvents())
-        _settle(app, settle)
-        path = out_dir / f"{module}.png"
-        window.grab().save(str(path))
-        written.append(path)
-    if hasattr(window.views.get("pairs"), "toggle_grid"):
+        grab(module)
+    pairs = window.views.get("pairs")
+    if hasattr(pairs, "toggle_grid"):
         window.show_view("pairs")
-        window.views["pairs"].toggle_grid()
-        _settle(app, settle)
-        path = out_dir / "pairs-grid.png"
-        window.grab().save(str(path))
-        written.append(path)
-        window.views["pairs"].toggle_grid()
-    if hasattr(window.views.get("pairs"), "show_links"):
+        pairs.toggle_grid()
+        grab("pairs-grid")
+        pairs.toggle_grid()
+    if hasattr(pairs, "show_links"):
         window.show_view("pairs")
-        window.views["pairs"].show_links()
-        _settle(app, settle)
-        path = out_dir / "pairs-links.png"
-        window.grab().save(str(path))
-        written.append(path)
+        pairs.show_links()
+        grab("pairs-links")
     window.close()
     return written
 

@@ -67,35 +67,27 @@ def round_tracklets(project: Project, table, round_id: int, decisions: dict[tupl
     """The pseudo-tracklets of a mining round over ``table``'s rows, after human decisions
     (a rejected pair never joins one; cross-video decisions are links, not tracklets),
     following only pairs at least ``min_reliability`` reliable."""
-    from idstudio.services.training import apply_reviews
+    from idstudio.services.training import apply_reviews, round_pairs
 
-    rows = project.query("SELECT a, b, reliability, component FROM pairs WHERE round_id = ? ORDER BY id", (round_id,))
-    a = np.array([r[0] for r in rows], np.int64)
-    b = np.array([r[1] for r in rows], np.int64)
-    rel = np.array([r[2] for r in rows], np.float32)
-    comp = np.array([-1 if r[3] is None else r[3] for r in rows], np.int64)
+    a, b, rel, comp = round_pairs(project, round_id)
     a, b, rel, comp, pos = apply_reviews(a, b, rel, comp, within_video(decisions, table))
-    index = row_index(table)
-    keep = np.isin(a, table.id) & np.isin(b, table.id)
-    return strong_tracklets(index(a[keep]), index(b[keep]), rel[keep], comp[keep], pos[keep], table.frame,
-                            min_reliability)[0]
+    ra, rb = table.rows_of(a), table.rows_of(b)
+    keep = (ra >= 0) & (rb >= 0)
+    return strong_tracklets(ra[keep], rb[keep], rel[keep], comp[keep], pos[keep], table.frame, min_reliability)[0]
 
 
-def row_index(table):
-    """Instance ids -> rows of ``table``."""
-    order = np.argsort(table.id)
-    sorted_ids = table.id[order]
-
-    def index(ids: np.ndarray) -> np.ndarray:
-        return order[np.searchsorted(sorted_ids, np.asarray(ids, np.int64))]
-
-    return index
+def _decided_rows(decisions: dict[tuple[int, int], str], table) -> tuple[list, np.ndarray, np.ndarray]:
+    """The decided pairs, and both instances' rows in ``table`` (-1 where not in it)."""
+    keys = list(decisions)
+    pairs = np.array(keys, np.int64).reshape(-1, 2)
+    return keys, table.rows_of(pairs[:, 0]), table.rows_of(pairs[:, 1])
 
 
 def within_video(decisions: dict[tuple[int, int], str], table) -> dict[tuple[int, int], str]:
     """The decisions about pairs of one video (the rest are about links)."""
-    video = dict(zip(table.id.tolist(), table.video_id.tolist()))
-    return {k: d for k, d in decisions.items() if video.get(k[0], -1) == video.get(k[1], -2)}
+    keys, ra, rb = _decided_rows(decisions, table)
+    same = (ra >= 0) & (rb >= 0) & (table.video_id[ra] == table.video_id[rb])
+    return {keys[i]: decisions[keys[i]] for i in np.flatnonzero(same)}
 
 
 def store_link_round(project: Project, tracklets: Tracklets, result: LinkResult, table, params: LinkParams,
@@ -139,17 +131,16 @@ def training_links(project: Project, table, link_round_id: int | None) -> list[t
     from idstudio.services.review import current_decisions
 
     decisions = current_decisions(project)
-    index = {int(i): r for r, i in enumerate(table.id.tolist())}
     out: dict[tuple[int, int], float] = {}
     if link_round_id is not None:
         for r in project.query("SELECT a, b, reliability FROM links WHERE round_id = ? AND kept = 1", (link_round_id,)):
             key = (min(r[0], r[1]), max(r[0], r[1]))
             if decisions.get(key) != "reject":
                 out[key] = float(r[2])
-    for key, decision in decisions.items():
-        if decision == "accept" and key[0] in index and key[1] in index and table.video_id[index[key[0]]] != table.video_id[index[key[1]]]:
-            out[key] = 1.0
-    return [(index[a], index[b], w) for (a, b), w in out.items() if a in index and b in index]
+    out.update({key: 1.0 for key, decision in decisions.items() if decision == "accept"})
+    keys, ra, rb = _decided_rows(dict.fromkeys(out), table)
+    across = (ra >= 0) & (rb >= 0) & (table.video_id[ra] != table.video_id[rb])
+    return [(int(ra[i]), int(rb[i]), out[keys[i]]) for i in np.flatnonzero(across)]
 
 
 def latest_link_round(project: Project) -> int | None:
@@ -244,11 +235,11 @@ def split_pairs(project: Project, members: list[int], cut: int, mining_round_id:
     if not 0 < cut < len(members):
         raise UserError(f"Split a tracklet between two of its {len(members)} members (position 1 to {len(members) - 1}), not at {cut}.")
     mining_round_id = mining_round_id or project.scalar("SELECT MAX(id) FROM mining_rounds")
-    before, after = set(members[:cut]), set(members[cut:])
+    before = set(members[:cut])
     marks = ",".join("?" * len(members))
     rows = project.query(f"SELECT a, b FROM pairs WHERE round_id = ? AND a IN ({marks}) AND b IN ({marks})",
                          [mining_round_id, *members, *members])
-    return [(r[0], r[1]) for r in rows if (r[0] in before) != (r[1] in before) and (r[0] in after or r[1] in after)]
+    return [(r[0], r[1]) for r in rows if (r[0] in before) != (r[1] in before)]
 
 
 def split_tracklet(project: Project, members: list[int], cut: int, reviewer: str | None = None) -> int:

@@ -42,3 +42,13 @@ def test_corrupt_database_is_one_sentence(tmp_path):
     (tmp_path / "p" / "idstudio.db").write_bytes(b"garbage" * 1000)
     with pytest.raises(UserError, match="Cannot open the project database"):
         Project.open(tmp_path / "p")
+
+
+def test_rows_of_maps_ids_to_rows_and_unknown_ids_to_minus_one():
+    import numpy as np
+
+    from idstudio.core.store import InstanceTable
+
+    table = InstanceTable(np.array([5, 2, 9]), np.zeros(3), np.zeros(3), np.zeros((3, 4)), np.zeros(3), [None] * 3)
+    assert table.rows_of([9, 5, 7, 2]).tolist() == [2, 0, -1, 1]
+    assert table.subset(np.zeros(0, np.int64)).rows_of([1]).tolist() == [-1]

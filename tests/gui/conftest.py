@@ -38,3 +38,30 @@ def window(qtbot):
             view.shutdown()
     w.session.runner.shutdown()
     w.session.close()
+
+
+@pytest.fixture
+def retrieval_view_on(qtbot, monkeypatch):
+    """Opens the Retrieval view on a project folder; its warnings land in ``view.shown_errors``."""
+    from idstudio.gui.session import Session
+    from idstudio.gui.views import retrieval
+
+    sessions = []
+
+    def open_view(root):
+        shown: list[str] = []
+        monkeypatch.setattr(retrieval.QMessageBox, "warning", lambda parent, title, text: shown.append(text))
+        session = Session()
+        session.open(root)
+        sessions.append(session)
+        v = retrieval.RetrievalView(session)
+        v.shown_errors = shown
+        qtbot.addWidget(v)
+        v.resize(1300, 800)
+        v.show()
+        return v
+
+    yield open_view
+    for session in sessions:
+        session.runner.shutdown()
+        session.close()

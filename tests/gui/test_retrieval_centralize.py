@@ -9,22 +9,8 @@ pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
-def view(qtbot, copy_project, monkeypatch):
-    from idstudio.gui.session import Session
-    from idstudio.gui.views import retrieval
-
-    shown: list[str] = []
-    monkeypatch.setattr(retrieval.QMessageBox, "warning", lambda parent, title, text: shown.append(text))
-    session = Session()
-    session.open(copy_project())
-    v = retrieval.RetrievalView(session)
-    v.shown_errors = shown
-    qtbot.addWidget(v)
-    v.resize(1300, 800)
-    v.show()
-    yield v
-    session.runner.shutdown()
-    session.close()
+def view(retrieval_view_on, copy_project):
+    return retrieval_view_on(copy_project())
 
 
 def test_centralization_as_its_own_a_b(qtbot, view):

@@ -43,22 +43,8 @@ def market_project(tmp_path_factory, real_data):
 
 
 @pytest.fixture
-def view(qtbot, market_project, monkeypatch):
-    from idstudio.gui.session import Session
-    from idstudio.gui.views import retrieval
-
-    shown: list[str] = []
-    monkeypatch.setattr(retrieval.QMessageBox, "warning", lambda parent, title, text: shown.append(text))
-    session = Session()
-    session.open(market_project)
-    v = retrieval.RetrievalView(session)
-    v.shown_errors = shown
-    qtbot.addWidget(v)
-    v.resize(1300, 800)
-    v.show()
-    yield v
-    session.runner.shutdown()
-    session.close()
+def view(retrieval_view_on, market_project):
+    return retrieval_view_on(market_project)
 
 
 def cli_figures(root, ref, capsys) -> dict:

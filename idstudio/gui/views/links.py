@@ -19,7 +19,7 @@ from PySide6.QtGui import QAction, QImage, QUndoStack
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from idstudio.gui import shortcuts
-from idstudio.gui.views.pairs import CropLabel, ReviewCommand, card_header, review_buttons, show_decision
+from idstudio.gui.views.pairs import CropLabel, ReviewCommand, card_header, review_buttons, review_slots, show_decision
 from idstudio.services import links as link_service
 from idstudio.services import review
 
@@ -164,6 +164,7 @@ class LinksPanel(QWidget):
         self.buttons["undo"].setEnabled(False)
         self.buttons["redo"].setEnabled(False)
         self.actions_: list[QAction] = []
+        self.keys_live = True
         self.bind_keys()
         shortcuts.notifier.changed.connect(self.bind_keys)
         session.project_opened.connect(self._project_changed)
@@ -173,12 +174,8 @@ class LinksPanel(QWidget):
 
     # ---- keys -------------------------------------------------------------------------------------------
     def bind_keys(self) -> None:
-        slots = {"review.accept": lambda: self.decide_current("accept"), "review.reject": lambda: self.decide_current("reject"),
-                 "review.skip": self.skip, "review.back": self.back, "review.undo": self.undo_stack.undo,
-                 "review.redo": self.undo_stack.redo, "review.split": self.toggle_split}
-        enabled = all(a.isEnabled() for a in self.actions_) if self.actions_ else True
-        self.actions_ = shortcuts.bind(self, slots, self.actions_)
-        self.set_keys_enabled(enabled)
+        self.actions_ = shortcuts.bind(self, {**review_slots(self), "review.split": self.toggle_split}, self.actions_)
+        self.set_keys_enabled(self.keys_live)
         d = shortcuts.describe
         self.hint.setText(f"{d('review.accept')} accept (same person) · {d('review.reject')} reject · "
                           f"{d('review.skip')} skip · {d('review.back')} back · {d('review.undo')} undo · "
@@ -189,6 +186,7 @@ class LinksPanel(QWidget):
 
     def set_keys_enabled(self, on: bool) -> None:
         """The Pairs tab binds the same keys: only the visible tab's keys may be live."""
+        self.keys_live = on
         for action in self.actions_:
             action.setEnabled(on)
 

@@ -155,6 +155,13 @@ def review_buttons(parent: QWidget, bar: QHBoxLayout, names: tuple[str, ...]) ->
     return buttons
 
 
+def review_slots(view) -> dict:
+    """The keys pairs and links share: decide, move, undo and redo (``shortcuts`` names)."""
+    return {"review.accept": lambda: view.decide_current("accept"), "review.reject": lambda: view.decide_current("reject"),
+            "review.skip": view.skip, "review.back": view.back, "review.undo": view.undo_stack.undo,
+            "review.redo": view.undo_stack.redo}
+
+
 class PairCard(QWidget):
     """Both crops large, both source frames with the boxes highlighted, the figures."""
 
@@ -496,9 +503,7 @@ class PairsView(QWidget):
 
     # ---- keys ---------------------------------------------------------------------------------------
     def _bind_keys(self) -> None:
-        slots = {"review.accept": lambda: self.decide_current("accept"), "review.reject": lambda: self.decide_current("reject"),
-                 "review.skip": self.skip, "review.back": self.back, "review.undo": self.undo_stack.undo,
-                 "review.redo": self.undo_stack.redo, "review.relink": self.toggle_relink, "review.grid": self.toggle_grid}
+        slots = {**review_slots(self), "review.relink": self.toggle_relink, "review.grid": self.toggle_grid}
         self._actions = shortcuts.bind(self, slots, self._actions)
         if hasattr(self, "tabs"):
             self._enable_tab_keys(self.tabs.currentIndex())
