@@ -3,10 +3,16 @@
 The real trainer runs on the small synthetic project (crops decoded once, augmentation,
 pair batches, reliability-weighted loss, metrics); its pairs/s in a warm epoch is divided
 by a bare loop's on in-memory tensors. Last line: JSON with "ratio" (goal >= 0.9).
+
+Usage: ``python bench/train.py [STEPS] [--batch B] [--amp]``. ``--amp`` (CUDA only) runs both
+loops in mixed precision with channels-last, as the trainer does by default on a GPU; the
+JSON then also gives images per second (two images per pair).
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import sys
 import time
@@ -17,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _project import small_project  # noqa: E402
 
+from idstudio.core import config as cfgmod  # noqa: E402
 from idstudio.core.jobs import JobContext, metric_series, read_events  # noqa: E402
 from idstudio.core.losses import reliability_info_nce  # noqa: E402
 from idstudio.core.model import build_model  # noqa: E402
@@ -25,19 +32,28 @@ from idstudio.services.training import TrainConfig, pick_device, train  # noqa: 
 
 def bare(cfg: TrainConfig, steps: int, device: torch.device) -> float:
     model, _ = build_model(cfg.spec(), weights="none")
+    amp = bool(cfg.amp) and device.type == "cuda"
     model.to(device).train()
+    if amp:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
     b = cfg.batch_size
     xa = torch.rand(b, 3, cfg.height, cfg.width, device=device)
     xb = torch.rand(b, 3, cfg.height, cfg.width, device=device)
     w = torch.ones(b, device=device)
 
     def step():
-        z = model(torch.cat([xa, xb]))
-        loss = reliability_info_nce(z[:b], z[b:], w, tau=cfg.tau)
+        x = torch.cat([xa, xb])
+        if amp:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, enabled=amp) if amp else contextlib.nullcontext():
+            z = model(x)
+            loss = reliability_info_nce(z[:b].float(), z[b:].float(), w, tau=cfg.tau)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
 
     for _ in range(2):
         step()
@@ -52,20 +68,30 @@ def bare(cfg: TrainConfig, steps: int, device: torch.device) -> float:
 
 
 def main() -> None:
-    steps = int(sys.argv[1]) if len(sys.argv) > 1 else 10
+    ap = argparse.ArgumentParser()
+    ap.add_argument("steps", type=int, nargs="?", default=10)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--amp", action="store_true", help="mixed precision on CUDA (both loops)")
+    args = ap.parse_args()
+    steps = args.steps
     if not torch.cuda.is_available():
         torch.set_num_threads(1)  # both loops alike; steadier on a shared CPU
     root = small_project()
     device = pick_device("auto")
-    cfg = TrainConfig(epochs=2, steps_per_epoch=steps, batch_size=32, remine_every=0, eval_every=0,
-                      warmup_steps=1, amp=False)
+    cfg = TrainConfig(epochs=2, steps_per_epoch=steps, batch_size=args.batch, remine_every=0, eval_every=0,
+                      warmup_steps=1, amp=args.amp)
     summary = train(root, cfg, JobContext())
-    events = read_events(root / "runs" / summary["run_id"] / "metrics.jsonl")
+    run_dir = root / "runs" / summary["run_id"]
+    # the bare loop copies the settings the trainer resolved (its recipe may change the model and batch)
+    cfg = cfgmod.from_dict(TrainConfig, json.loads((run_dir / "config.json").read_text(encoding="utf-8")))
+    events = read_events(run_dir / "metrics.jsonl")
     trainer = metric_series(events)["train/pairs_per_s"][-1][1]  # the warm (second) epoch
     reference = bare(cfg, steps, device)
     print(f"trainer {trainer:.1f} pairs/s, bare loop {reference:.1f} pairs/s on {device}")
     print(json.dumps({"ratio": round(trainer / reference, 3), "trainer_pairs_per_s": round(trainer, 2),
-                      "bare_pairs_per_s": round(reference, 2), "batch": cfg.batch_size,
+                      "bare_pairs_per_s": round(reference, 2), "trainer_images_per_s": round(2 * trainer, 1),
+                      "bare_images_per_s": round(2 * reference, 1), "amp": bool(args.amp and device.type == "cuda"),
+                      "batch": cfg.batch_size,
                       "input": [cfg.height, cfg.width], "arch": cfg.arch, "device": str(device)}))
 
 

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from idstudio.core.data import decode_crops_gpu, decode_crops_uint8, gpu_decode_available
+from idstudio.core.data import decode_crops_gpu, decode_crops_uint8, default_workers, gpu_decode_available  # noqa: F401 - default_workers: re-exported
 from idstudio.core.jobs import JobContext
 
 CACHE_FORMAT = "idstudio-embeddings-1"
@@ -36,11 +36,6 @@ def _device(model: torch.nn.Module) -> torch.device:
         return next(model.parameters()).device
     except StopIteration:
         return torch.device("cpu")
-
-
-def default_workers() -> int:
-    """Decode threads: all but one core (the forward pass), at least 2, at most 8."""
-    return max(2, min(8, (os.cpu_count() or 2) - 1))
 
 
 def iter_decoded(project: Any, instance_ids: Sequence[int], spec: Any, batch_size: int,
@@ -128,7 +123,7 @@ class RowFile:
         os.fsync(self._fd)
 
     def close(self) -> None:
-        if self._fd >= 0:
+        if getattr(self, "_fd", -1) >= 0:  # not when __init__ failed before opening it
             os.close(self._fd)
             self._fd = -1
 

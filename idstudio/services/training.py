@@ -28,7 +28,7 @@ from torchvision.transforms import v2
 from idstudio.core import config as cfgmod
 from idstudio.core import runs as runbook
 from idstudio.core.config import field
-from idstudio.core.data import CropReader, CropStore, train_transform
+from idstudio.core.data import CropPairs, CropReader, CropStore, EpochBatches, train_transform
 from idstudio.core.errors import JobCancelled, UserError
 from idstudio.core.failures import user_error
 from idstudio.core.jobs import JobContext
@@ -911,21 +911,29 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
     augment = train_transform(strength) if strength > 0 else v2.ToDtype(torch.float32, scale=True)
     workers = cfg.workers if cfg.workers >= 0 else (min(4, (os.cpu_count() or 2) - 1) if device.type == "cuda" else 0)
 
+    # One loader for the run: the batches change each epoch (EpochBatches), the dataset never
+    # (CropPairs), so its worker processes, and the crops they have decoded and cached, live
+    # on. Starting workers each epoch left every cache cold and cost seconds a GPU epoch does
+    # not have (measured on an H200: 0.07x the bare loop).
+    order = EpochBatches()
+    kw: dict[str, Any] = {}
+    if workers > 0:
+        import multiprocessing as mp
+
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        kw = {"num_workers": workers, "multiprocessing_context": method, "persistent_workers": True,
+              "prefetch_factor": 2, "pin_memory": device.type == "cuda"}
+    loader = torch.utils.data.DataLoader(CropPairs(crops), batch_sampler=order, **kw)
+
     def loader_for(epoch: int):
         rng = np.random.default_rng([cfg.seed, epoch])
         ds, batches = sampler.epoch(cfg.batch_size, steps_per_epoch * world, rng)
         batches = batches[rank::world][start_step:]
-        kw: dict[str, Any] = {}
-        if workers > 0:
-            import multiprocessing as mp
-
-            method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-            kw = {"num_workers": workers, "multiprocessing_context": method, "persistent_workers": False,
-                  "prefetch_factor": 2, "pin_memory": device.type == "cuda"}
+        order.batches = [ds.rows(b) for b in batches]
         # Its own generator: a DataLoader otherwise draws a seed from the global RNG, which
         # drives augmentation, so a run stopped mid-epoch and resumed would drift from then on.
-        loader_rng = torch.Generator().manual_seed(int(cfg.seed) * 100_003 + epoch)
-        return batches, torch.utils.data.DataLoader(ds, batch_sampler=batches, generator=loader_rng, **kw)
+        loader.generator = torch.Generator().manual_seed(int(cfg.seed) * 100_003 + epoch)
+        return batches, loader
 
     def state_extra(epoch: int, step: int) -> dict[str, Any]:
         extra = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
@@ -949,7 +957,7 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
         batches, loader = loader_for(epoch)
         t_epoch = time.perf_counter()
         seen = 0
-        loss_sum = 0.0
+        loss_sum = torch.zeros((), device=device)  # summed on the device: no wait for the GPU every step
         n_steps = len(batches) + start_step
         for step, (va, vb, w, idx) in enumerate(loader, start=start_step):
             if ctx.cancelled:
@@ -968,7 +976,7 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
             sched.step()
             global_step += 1
             seen += len(va)
-            loss_sum += float(loss.detach())
+            loss_sum += loss.detach().float()
             if writer and (step % 5 == 0 or step == n_steps - 1):
                 ctx.metric("train/loss", global_step, float(loss.detach()))
                 ctx.metric("train/lr", global_step, sched.get_last_lr()[0])
@@ -985,7 +993,7 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
         elapsed = time.perf_counter() - t_epoch
         if writer:
             ctx.metric("train/pairs_per_s", epoch + 1, seen / max(elapsed, 1e-9))
-            ctx.metric("train/epoch_loss", epoch + 1, loss_sum / max(1, len(batches)))
+            ctx.metric("train/epoch_loss", epoch + 1, float(loss_sum) / max(1, len(batches)))
         done_epoch = epoch + 1 if not stopped else epoch
         if writer:
             is_last = stopped or done_epoch >= cfg.epochs

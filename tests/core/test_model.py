@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from idstudio.core.data import PairDataset, CropStore, decode_crops, train_transform
+from idstudio.core.data import CropPairs, CropStore, EpochBatches, PairDataset, decode_crops, train_transform
 from idstudio.core.errors import UserError
 from idstudio.core.model import ModelSpec, build_model, load_checkpoint, save_checkpoint
 
@@ -116,6 +116,24 @@ def test_pair_dataset_returns_stored_crops():
     assert torch.equal(a, images[1]) and torch.equal(b, images[3]) and float(w) == 0.5 and i == 1
 
 
+def test_one_loader_serves_every_epoch_with_its_workers_kept():
+    """The trainer's loader: the pairs change each epoch, the worker process stays (warm cache)."""
+    images = torch.randint(0, 255, (6, 3, 64, 32), dtype=torch.uint8)
+    store = CropStore(np.arange(6) + 100, images)
+    order = EpochBatches()
+    loader = torch.utils.data.DataLoader(CropPairs(store), batch_sampler=order, num_workers=1,
+                                         persistent_workers=True, multiprocessing_context="spawn")
+    seen = []
+    for a, b in (([0, 1], [2, 3]), ([4, 5, 0], [1, 2, 3])):  # two epochs, other pairs and sizes
+        ds = PairDataset(store, np.array(a), np.array(b), np.linspace(0.5, 1.0, len(a)))
+        order.batches = [ds.rows(np.arange(len(a)))]
+        va, vb, w, idx = next(iter(loader))
+        assert torch.equal(va, images[a]) and torch.equal(vb, images[b]) and idx.tolist() == list(range(len(a)))
+        assert torch.allclose(w, torch.linspace(0.5, 1.0, len(a)))
+        seen.append(loader._iterator)
+    assert seen[0] is seen[1]  # the same iterator, hence the same worker processes
+
+
 def test_crop_store_streams_from_the_crop_file_with_a_bounded_cache(tmp_path):
     import pickle
 
@@ -175,3 +193,19 @@ def test_camera_jitter_strength_zero_is_identity_or_flip():
         assert torch.allclose(o, r, atol=1e-4) or torch.allclose(o, r.flip(-1), atol=1e-4)
     single = train_transform()(x[0])
     assert single.shape == (3, 64, 32)
+
+
+def test_gpu_decoding_is_chosen_where_it_was_measured_faster(monkeypatch):
+    from idstudio.core import data
+
+    monkeypatch.delenv("IDSTUDIO_GPU_DECODE", raising=False)
+    monkeypatch.setattr(data.os, "cpu_count", lambda: 16)  # 8 CPU threads beat nvJPEG (H200 figures)
+    assert not data.gpu_decode_available("cuda", SPEC)
+    monkeypatch.setattr(data.os, "cpu_count", lambda: 4)  # 3 threads do not
+    assert data.gpu_decode_available("cuda", SPEC)
+    assert not data.gpu_decode_available("cpu", SPEC) and not data.gpu_decode_available(None, SPEC)
+    monkeypatch.setenv("IDSTUDIO_GPU_DECODE", "0")
+    assert not data.gpu_decode_available("cuda", SPEC)
+    monkeypatch.setenv("IDSTUDIO_GPU_DECODE", "1")
+    monkeypatch.setattr(data.os, "cpu_count", lambda: 16)
+    assert data.gpu_decode_available("cuda", SPEC)

@@ -257,3 +257,12 @@ def test_colour_auto_is_decided_by_the_labelled_data_and_recorded(copy_project):
         assert "Cross-camera recipe" in line
         assert saved["sampler"] == "pairs" and saved["freeze"] == 0.0 and saved["lr"] == 1e-3
         assert saved["epochs"] == TINY["epochs"] and saved["batch_size"] == TINY["batch_size"]  # given: kept
+
+
+def test_worker_processes_train_across_epochs_and_a_remining(copy_project):
+    """With DataLoader workers, one loader serves every epoch and the pairs of a new mining round."""
+    root = copy_project()
+    summary = training.train(root, tiny(epochs=2, remine_every=1, workers=1, sampler="tracklet"), JobContext())
+    assert summary["epochs_done"] == 2 and len(summary["rounds"]) == 2
+    events = read_events(root / "runs" / summary["run_id"] / "metrics.jsonl")
+    assert len([e for e in events if e.get("type") == "metric" and e.get("name") == "train/epoch_loss"]) == 2
