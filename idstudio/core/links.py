@@ -12,9 +12,13 @@ under two cameras. A link round joins pseudo-tracklets of *different* videos:
   other's ``mutual_k`` nearest tracklets of that video and they are at least
   ``min_similarity`` similar (a person leaves several tracklets per video, so a strict
   one-to-one match would leave most of them unlinked);
-* each candidate gets a relative reliability, the same rule as mined pairs
+* each candidate gets a relative reliability: two thirds the rule of mined pairs
   (``core.mining.reliability_margin``: margin over the runner-up in its row and column and
-  similarity, as percentiles of the round's own candidates);
+  similarity, as percentiles of the round's own candidates), one third the percentile of its
+  *support*: how many tracklets of other videos are candidates of both its ends (the views
+  agree, a cycle across cameras). On the synthetic world (4 cameras) 6 of 10 unsupported
+  candidates were right against 9 of 10 supported ones. With two videos there is no
+  support: every candidate shares the same percentile and the order is the pairs' rule;
 * the most reliable ``keep`` share of candidates is kept (CION's progressive denoising: the
   trainer raises ``keep`` round by round as the model improves), most reliable first,
   refusing any link that would put two tracklets of one video sharing a frame into one
@@ -33,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from idstudio.core.mining import Edges, reliability_margin, runner_up_margin
+from idstudio.core.mining import Edges, percentile_rank, reliability_margin, runner_up_margin
 from idstudio.core.tracklets import Tracklets, build_tracklets
 
 
@@ -59,6 +63,7 @@ class LinkResult:
     reliability: np.ndarray
     kept: np.ndarray  # bool
     stats: dict[str, Any] = field(default_factory=dict)
+    support: np.ndarray | None = None  # tracklets of other videos that are candidates of both ends
 
     def __len__(self) -> int:
         return len(self.ta)
@@ -147,7 +152,10 @@ def find_links(members: list[np.ndarray], emb: np.ndarray, video: np.ndarray, fr
         ta_ = tb_ = np.zeros(0, np.int64)
         sim = margin = np.zeros(0)
     edges = Edges(ta_, tb_, np.zeros(len(ta_), np.int64), sim, margin, np.ones(len(ta_), bool))
-    reliability = reliability_margin(edges, float(np.mean(backgrounds)) if backgrounds else 0.0).astype(np.float32)
+    support = link_support(ta_, tb_)
+    reliability = (2 * reliability_margin(edges, float(np.mean(backgrounds)) if backgrounds else 0.0)
+                   + percentile_rank(support.astype(np.float32))) / 3
+    reliability = reliability.astype(np.float32)
     kept = np.zeros(len(ta_), bool)
     groups = _Groups(t_video, [set(frame[m].tolist()) for m in members])
     budget = int(round(params.keep * len(ta_)))
@@ -155,12 +163,23 @@ def find_links(members: list[np.ndarray], emb: np.ndarray, video: np.ndarray, fr
         if int(kept.sum()) >= budget:
             break
         kept[k] = groups.union(int(ta_[k]), int(tb_[k]))
-    result = LinkResult(ta_, tb_, reps[ta_], reps[tb_], sim.astype(np.float32), reliability, kept)
-    result.stats = {"n_candidates": len(ta_), "n_links": int(kept.sum()), "n_tracklets": len(members),
+    result = LinkResult(ta_, tb_, reps[ta_], reps[tb_], sim.astype(np.float32), reliability, kept, support=support)
+    result.stats = {"n_candidates": len(ta_), "n_links": int(kept.sum()), "n_supported": int((support > 0).sum()),
+                    "n_tracklets": len(members),
                     "n_linkable_tracklets": int(long_enough.sum()), "videos": len(videos)}
     if identity is not None:
         result.stats.update(score_links(members, result, video, np.asarray(identity), long_enough))
     return result
+
+
+def link_support(ta: np.ndarray, tb: np.ndarray) -> np.ndarray:
+    """For each candidate link (``ta[i]``, ``tb[i]``): how many tracklets are candidates of
+    both ends. Candidates join different videos only, so each such tracklet is in a third video."""
+    neighbours: dict[int, set[int]] = {}
+    for a, b in zip(ta.tolist(), tb.tolist()):
+        neighbours.setdefault(a, set()).add(b)
+        neighbours.setdefault(b, set()).add(a)
+    return np.array([len(neighbours[a] & neighbours[b]) for a, b in zip(ta.tolist(), tb.tolist())], np.int64)
 
 
 def majority_identity(members: list[np.ndarray], identity: np.ndarray) -> np.ndarray:

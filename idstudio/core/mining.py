@@ -86,7 +86,7 @@ class MiningResult:
 
 
 # ---- reliability rules ----------------------------------------------------------------------
-def _percentile(x: np.ndarray) -> np.ndarray:
+def percentile_rank(x: np.ndarray) -> np.ndarray:
     """Empirical CDF in [0, 1] (ties share their mean rank), float32: a round has several
     edges per instance, so this stays at one sort and a few compact arrays."""
     n = len(x)
@@ -107,16 +107,16 @@ def _percentile(x: np.ndarray) -> np.ndarray:
 
 def reliability_margin(edges: Edges, background: float) -> np.ndarray:
     margin = np.where(np.isnan(edges.margin), edges.similarity - np.float32(background), edges.margin)
-    r = _percentile(margin)
+    r = percentile_rank(margin)
     del margin
     r *= 0.75
-    r += 0.25 * _percentile(edges.similarity)
+    r += 0.25 * percentile_rank(edges.similarity)
     r *= np.where(edges.mutual, np.float32(1.0), np.float32(0.5))
     return np.clip(r, 0.0, 1.0, out=r)
 
 
 def reliability_similarity(edges: Edges, background: float) -> np.ndarray:
-    return _percentile(edges.similarity)
+    return percentile_rank(edges.similarity)
 
 
 RELIABILITY_RULES: dict[str, Callable[[Edges, float], np.ndarray]] = {

@@ -33,7 +33,7 @@ class LinkFields:
 
     link_min_similarity: float = field(0.0, help="link two tracklets only when their mean features are at least this "
                                        "similar", group="Links")
-    link_keep: float = field(0.3, help="share of candidate links kept in the first round, most reliable first",
+    link_keep: float = field(0.2, help="share of candidate links kept in the first round, most reliable first",
                              group="Links")
     link_keep_step: float = field(0.2, help="the kept share grows by this much in each later round (at most 0.9)",
                                   group="Links")

@@ -118,3 +118,13 @@ def test_tracklets_to_link_follow_only_reliable_pairs():
     strict, mask = strong_tracklets(a, b, rel, np.zeros(4, np.int64), np.ones(4, bool), frame, 0.7)
     assert [m.tolist() for m in loose.members] == [[0, 1, 2, 3, 4]]
     assert sorted(m.tolist() for m in strict.members) == [[0, 1, 2], [3, 4]] and mask.tolist() == [True, True, False, True]
+
+
+def test_support_counts_the_tracklets_of_other_videos_that_agree():
+    from idstudio.core.links import link_support
+
+    # tracklets 0, 1, 2 in three videos all link to each other (one person seen by three
+    # cameras); 3 and 4 are a lone link between two videos
+    ta, tb = np.array([0, 0, 1, 3]), np.array([1, 2, 2, 4])
+    assert link_support(ta, tb).tolist() == [1, 1, 1, 0]
+    assert link_support(np.zeros(0, np.int64), np.zeros(0, np.int64)).tolist() == []
