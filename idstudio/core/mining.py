@@ -312,22 +312,24 @@ def mine(ids: np.ndarray, video: np.ndarray, frame: np.ndarray, boxes: np.ndarra
     background = bg_sum / bg_n if bg_n else (float(edges.similarity.mean()) if len(edges.a) else 0.0)
     rel = RELIABILITY_RULES[params.reliability_rule](edges, background) if len(edges.a) else np.zeros(0)
     keep = (edges.similarity >= params.min_similarity) & (rel >= params.min_reliability)
-    ra, rb = edges.a[keep].astype(np.int64), edges.b[keep].astype(np.int64)
-    rel = rel[keep]
-    comp, share, n_comp = pair_components(ra, rb, frame[ra], video[ra], rel, params)
+    # The kept pairs' columns, then the candidates go: the components and the gt figures
+    # below hold the peak, and they need only the kept pairs (rows stay int32).
+    ra, rb, gap, similarity = edges.a[keep], edges.b[keep], edges.gap[keep], edges.similarity[keep]
     stats: dict[str, Any] = {
         "n_instances": int(len(ids)),
         "n_candidates": int(len(edges.a)),
         "n_pairs": int(keep.sum()),
         "background_similarity": float(background),
-        "mean_similarity": float(edges.similarity[keep].mean()) if keep.any() else None,
+        "mean_similarity": float(similarity.mean()) if keep.any() else None,
         "mutual_share": float(edges.mutual[keep].mean()) if keep.any() else None,
-        "n_components": n_comp,
-        "largest_component_share": share,
     }
+    rel = rel[keep]
+    del edges, keep
+    comp, share, n_comp = pair_components(ra, rb, frame[ra], video[ra], rel, params)
+    stats.update({"n_components": n_comp, "largest_component_share": share})
     if identity is not None:
-        stats.update(ground_truth_stats(ra, rb, edges.gap[keep].astype(np.int64), video, frame, identity, params.gaps))
-    return MiningResult(ids[ra], ids[rb], edges.gap[keep].astype(np.int64), edges.similarity[keep], rel, comp, stats)
+        stats.update(ground_truth_stats(ra, rb, gap, video, frame, identity, params.gaps))
+    return MiningResult(ids[ra], ids[rb], gap.astype(np.int64), similarity, rel, comp, stats)
 
 
 def ground_truth_stats(ra: np.ndarray, rb: np.ndarray, gap: np.ndarray, video: np.ndarray, frame: np.ndarray,
@@ -341,13 +343,17 @@ def ground_truth_stats(ra: np.ndarray, rb: np.ndarray, gap: np.ndarray, video: n
     correct = both & (identity[ra] == identity[rb])
     precision = float(correct.sum() / both.sum()) if both.any() else None
     # True pairs: (video, id, t) and (video, id, t+δ) both present; count unique per (key, δ).
-    kv, kf, ki = video[known], frame[known], identity[known]
-    base = (kv.astype(np.int64) * (1 << 20) + ki.astype(np.int64)) * (1 << 24)
-    keys = np.unique(base + kf)
-    n_true = sum(int(np.isin(keys + g, keys).sum()) for g in gaps)
+    # Sorted keys and binary search: no set operation's copies of a million keys.
+    keys = np.unique((video[known].astype(np.int64) * (1 << 20) + identity[known]) * (1 << 24) + frame[known])
+    n_true = 0
+    for g in gaps:
+        pos = np.searchsorted(keys, keys + g)
+        n_true += int((keys[np.minimum(pos, len(keys) - 1)] == keys + g).sum())
+        del pos
     # Mined true pairs, counted once per (key, δ) to match.
-    ck = base_pair = (video[ra[correct]].astype(np.int64) * (1 << 20) + identity[ra[correct]]) * (1 << 24) + frame[ra[correct]]
-    del base_pair
-    n_hit = len(np.unique(np.stack([ck, gap[correct]], axis=1), axis=0)) if correct.any() else 0
+    rc = ra[correct]
+    ck = (video[rc].astype(np.int64) * (1 << 20) + identity[rc]) * (1 << 24) + frame[rc]
+    gap_c = gap[correct]
+    n_hit = sum(len(np.unique(ck[gap_c == g])) for g in np.unique(gap_c))
     recall = float(n_hit / n_true) if n_true else None
     return {"precision": precision, "recall": recall, "n_labelled_pairs": int(both.sum()), "n_true_pairs": int(n_true)}

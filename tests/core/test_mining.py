@@ -84,3 +84,22 @@ def test_recall_counts_missed_pairs():
     video = np.zeros(4, int); frame = np.array([0, 1, 0, 1]); ident = np.array([1, 1, 2, 2])
     stats = ground_truth_stats(np.array([0]), np.array([1]), np.array([1]), video, frame, ident, [1])
     assert stats["precision"] == 1.0 and stats["recall"] == 0.5
+
+
+def test_ground_truth_figures_match_a_brute_force_count():
+    from idstudio.core.mining import ground_truth_stats
+
+    rng = np.random.default_rng(3)
+    n = 400
+    video, frame, identity = rng.integers(0, 3, n), rng.integers(0, 40, n), rng.integers(-1, 8, n)
+    ra, rb = rng.integers(0, n, 900).astype(np.int32), rng.integers(0, n, 900).astype(np.int32)
+    gap = rng.choice([1, 2, 4], 900).astype(np.int32)
+    out = ground_truth_stats(ra, rb, gap, video, frame, identity, [1, 2, 4])
+    known = {(int(v), int(i), int(f)) for v, i, f in zip(video, identity, frame) if i > 0}
+    n_true = sum((v, i, f + g) in known for v, i, f in known for g in (1, 2, 4))
+    labelled = [(a, b, g) for a, b, g in zip(ra, rb, gap) if identity[a] > 0 and identity[b] > 0]
+    correct = [(a, g) for a, b, g in labelled if identity[a] == identity[b]]
+    hits = {(int(video[a]), int(identity[a]), int(frame[a]), int(g)) for a, g in correct}
+    assert out["n_true_pairs"] == n_true and out["n_labelled_pairs"] == len(labelled)
+    assert out["precision"] == pytest.approx(len(correct) / len(labelled))
+    assert out["recall"] == pytest.approx(len(hits) / n_true)
