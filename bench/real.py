@@ -123,9 +123,10 @@ def main() -> None:
         trained, _ = load_model(project, summary["run_id"])
     rows = {
         "colorhist": evaluate_all(run_root, ColorHistogram()),
-        "untrained": evaluate_all(run_root, build_model(run_cfg.spec(colour=False), weights="none")[0]),
-        "imagenet": evaluate_all(run_root, build_model(run_cfg.spec(colour=False), weights=run_cfg.weights)[0]),
-        "start": evaluate_all(run_root, build_model(run_cfg.spec(), weights=run_cfg.weights)[0]),
+        # the run's seed: the start row is the model this run started from (its projection is seeded)
+        "untrained": evaluate_all(run_root, build_model(run_cfg.spec(colour=False), weights="none", seed=run_cfg.seed)[0]),
+        "imagenet": evaluate_all(run_root, build_model(run_cfg.spec(colour=False), weights=run_cfg.weights, seed=run_cfg.seed)[0]),
+        "start": evaluate_all(run_root, build_model(run_cfg.spec(), weights=run_cfg.weights, seed=run_cfg.seed)[0]),
         "trained": evaluate_all(run_root, trained),
     }
     sets = {}
