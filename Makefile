@@ -25,8 +25,8 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/lint-imports
 	# Core and services run where importing Qt fails: proves they never need it.
-	IDSTUDIO_BLOCK_QT=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -p no:pytest-qt -m "not gui" -q
-	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m gui -q
+	IDSTUDIO_BLOCK_QT=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -p no:pytest-qt -m "not gui" -q --durations=12
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m gui -q --durations=8
 
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
