@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,8 +33,12 @@ def test_doctor_here_reports_gpu_reason_and_everything_else_ok(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     checks = checks_of(proc)
     assert set(checks) == {"idstudio", "Python", "torch/torchvision", "GPU", "Qt platform", "OpenCV", "faiss", "Pretrained weights", "Project folder"}
+    low_disk = shutil.disk_usage(tmp_path).free < doctor.LOW_FREE_BYTES  # a fact of this machine, not of the code
     for name, check in checks.items():
         if name == "GPU":
+            continue
+        if name == "Project folder" and low_disk and check["status"] == "note":
+            assert "Disk space is low" in check["fix"], check
             continue
         assert check["status"] == "ok", check
     gpu = checks["GPU"]
@@ -60,12 +65,16 @@ def test_doctor_names_a_missing_qt_platform_and_the_fix():
     assert "1 problem(s) found" in proc.stdout
 
 
-def test_project_checks(tmp_path):
+def test_project_checks(tmp_path, monkeypatch):
+    monkeypatch.setattr(doctor, "LOW_FREE_BYTES", 0)  # this machine's free space is not under test here
     a_file = tmp_path / "f"
     a_file.write_text("x")
     assert doctor.check_project(a_file).status == "problem"
     new = doctor.check_project(tmp_path / "new" / "proj")
     assert new.status == "ok" and "does not exist yet" in new.summary
+    monkeypatch.setattr(doctor, "LOW_FREE_BYTES", 1 << 62)  # any disk is low against this
+    low = doctor.check_project(tmp_path)
+    assert low.status == "note" and "Disk space is low" in low.fix
     if os.geteuid() != 0:  # root writes anywhere
         ro = tmp_path / "ro"
         ro.mkdir()
