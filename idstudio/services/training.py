@@ -913,8 +913,8 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
 
     # One loader for the run: the batches change each epoch (EpochBatches), the dataset never
     # (CropPairs), so its worker processes, and the crops they have decoded and cached, live
-    # on. Starting workers each epoch left every cache cold and cost seconds a GPU epoch does
-    # not have (measured on an H200: 0.07x the bare loop).
+    # on. Workers started each epoch had cold caches and cost seconds a GPU epoch does not
+    # have: on an H200 that trainer ran at 0.07x the bare loop (bench/gpu.sh).
     order = EpochBatches()
     kw: dict[str, Any] = {}
     if workers > 0:
