@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from embed import make_crops  # noqa: E402
 
-from idstudio.core.data import decode_crops_gpu, decode_crops_uint8  # noqa: E402
-from idstudio.core.embed import default_workers, iter_decoded  # noqa: E402
+from idstudio.core.data import decode_crops_gpu, decode_crops_uint8, default_workers  # noqa: E402
+from idstudio.core.embed import iter_decoded  # noqa: E402
 from idstudio.core.model import ModelSpec  # noqa: E402
 
 

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from idstudio.core.data import decode_crops_gpu, decode_crops_uint8, default_workers, gpu_decode_available  # noqa: F401 - default_workers: re-exported
+from idstudio.core.data import decode_crops_gpu, decode_crops_uint8, default_workers, gpu_decode_available
 from idstudio.core.jobs import JobContext
 
 CACHE_FORMAT = "idstudio-embeddings-1"

@@ -63,7 +63,6 @@ class LinkResult:
     reliability: np.ndarray
     kept: np.ndarray  # bool
     stats: dict[str, Any] = field(default_factory=dict)
-    support: np.ndarray | None = None  # tracklets of other videos that are candidates of both ends
 
     def __len__(self) -> int:
         return len(self.ta)
@@ -163,7 +162,7 @@ def find_links(members: list[np.ndarray], emb: np.ndarray, video: np.ndarray, fr
         if int(kept.sum()) >= budget:
             break
         kept[k] = groups.union(int(ta_[k]), int(tb_[k]))
-    result = LinkResult(ta_, tb_, reps[ta_], reps[tb_], sim.astype(np.float32), reliability, kept, support=support)
+    result = LinkResult(ta_, tb_, reps[ta_], reps[tb_], sim.astype(np.float32), reliability, kept)
     result.stats = {"n_candidates": len(ta_), "n_links": int(kept.sum()), "n_supported": int((support > 0).sum()),
                     "n_tracklets": len(members),
                     "n_linkable_tracklets": int(long_enough.sum()), "videos": len(videos)}
