@@ -753,7 +753,8 @@ def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | No
     # ImageNet features are not identity features: the first round keeps the spatial gate.
     trained_start = message.startswith("Start: checkpoint") or resume is not None
     try:
-        return _train_loop(project, cfg, ctx, run, model, payload, table, device, rank, world, trained_start, t_start)
+        trainer = Trainer(project, cfg, ctx, run, model, payload, table, device, rank, world, trained_start, t_start)
+        return trainer.train(default_hooks())
     except JobCancelled:
         if writer:
             for name in ("last.pt", "best.pt"):
@@ -773,52 +774,191 @@ def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | No
         raise
 
 
-def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel, payload, table, device, rank, world,
-                trained_start: bool, t_start: float) -> dict[str, Any]:
-    writer = rank == 0
-    spec = model.spec
-    use_amp = bool(cfg.amp) and device.type == "cuda"
-    model.to(device)
-    if use_amp:
-        model = model.to(memory_format=torch.channels_last)
-    ctx.progress(0, len(table), "decoding crops")
-    crops = CropStore.load(project, table.id, spec)
-    evaluate, dataset_names = _evaluator(project, cfg.dataset) if writer else (None, [])
+class Hook:
+    """One behaviour of a training run (fast-reid's hooks): the loop calls every hook at
+    these points, in the order the hooks were given. ``t`` is the ``Trainer``."""
 
-    def do_eval(step_model) -> dict[str, Any]:
-        if evaluate is None:
+    def before_epoch(self, t: "Trainer") -> None:
+        pass
+
+    def after_step(self, t: "Trainer") -> None:
+        pass
+
+    def after_epoch(self, t: "Trainer") -> None:
+        pass
+
+
+class Trainer:
+    """A run's state and its loop: the epoch and step, the model, optimiser and schedule, the
+    sampler of the current mining round, and the history saved with each checkpoint. What
+    happens around the steps (re-mining, evaluation, checkpoints, metrics, stopping) is a hook."""
+
+    def __init__(self, project, cfg: TrainConfig, ctx: JobContext, run: _Run, model: EmbeddingModel, payload,
+                 table, device: torch.device, rank: int, world: int, trained_start: bool, t_start: float):
+        self.project, self.cfg, self.ctx, self.run = project, cfg, ctx, run
+        self.table, self.device, self.rank, self.world = table, device, rank, world
+        self.writer = rank == 0
+        self.trained_start = trained_start
+        self.t_start = t_start
+        self.use_amp = bool(cfg.amp) and device.type == "cuda"
+        model.to(device)
+        if self.use_amp:
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        ctx.progress(0, len(table), "decoding crops")
+        self.crops = CropStore.load(project, table.id, model.spec)
+        self.evaluate, self.dataset_names = _evaluator(project, cfg.dataset) if self.writer else (None, [])
+        self.deadline = t_start + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
+        # the position: ``epoch`` and ``start_step`` say where the next step starts
+        self.epoch, self.start_step, self.step = 0, 0, 0
+        self.stopped = False
+        self.last_metrics: dict[str, Any] = {}
+        self.history: dict[str, Any] = {"mAP_start": None, "best": None, "rounds": [], "link_rounds": []}
+        # this epoch's running figures (read by the hooks)
+        self.loss = torch.zeros(())
+        self.loss_sum = torch.zeros(())
+        self.seen = 0
+        self.n_steps = 0
+        self.t_epoch, self.epoch_seconds = 0.0, 1e-9
+        self._prepare(payload)
+
+    # ---- set-up ----
+    def _prepare(self, payload) -> None:
+        cfg, ctx, writer = self.cfg, self.ctx, self.writer
+        round_id = None
+        if payload is not None:
+            self.epoch, self.start_step = int(payload["epoch"]), int(payload.get("step", 0))
+            self.history = json.loads(payload["history"])
+            self.history.setdefault("link_rounds", [])
+            round_id = self.history["rounds"][-1]["round_id"] if self.history["rounds"] else None
+        elif writer:
+            metrics0 = self.do_eval()
+            self.history["mAP_start"] = metrics0.get("mAP")
+            self.history["start"] = metrics0
+            log_eval(ctx, 0, metrics0)
+            if metrics0:
+                ctx.log(f"Before training: mAP {_describe_map(metrics0)}")
+        self.history = _broadcast(self.history)
+        self.use_links = bool(_broadcast(links_on(self.project, cfg) if writer else None))
+        if self.use_links and payload is None:
+            ctx.log("Cross-video links: on (a link round after each re-mining).")
+
+        if round_id is None and cfg.start_round:
+            round_id = int(cfg.start_round)
+            row = self.project.query("SELECT n_pairs, precision, recall, largest_component_share FROM mining_rounds "
+                                     "WHERE id = ?", (round_id,))
+            if not row:
+                raise UserError(f"There is no mining round {round_id} in this project; give the id of a stored round "
+                                "(`idstudio pairs export` names them) or 0 to mine one.")
+            self.history["rounds"].append({"epoch": 0, "round_id": round_id, "n_pairs": row[0]["n_pairs"], "gate": None,
+                                           **{k: row[0][k] for k in ("precision", "recall", "largest_component_share")}})
+            ctx.log(f"Training on stored mining round {round_id} ({row[0]['n_pairs']} pairs).")
+        if round_id is None:
+            result = self.remine(0, _gate_on(cfg.spatial_gate, self.trained_start))
+            pairs = (result.a, result.b, result.reliability.astype(np.float32), result.component)
+        else:
+            pairs = _broadcast(round_pairs(self.project, round_id) if writer else None)
+
+        if cfg.freeze > 0:
+            ctx.log(f"Fine-tuning: the first {self.model.freeze(cfg.freeze)} of {len(self.model.backbone)} backbone "
+                    "modules are frozen.")
+        if self.world > 1:
+            device = self.device
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        else:
+            self.ddp = self.model
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if cfg.optimizer == "sgd":
+            self.opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
+        else:
+            self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        decisions = _broadcast(_decisions(self.project) if writer else {})
+        if self.use_links:  # cross-video decisions are about links: training_links reads them
+            from idstudio.services.links import within_video
+
+            decisions = within_video(decisions, self.table)
+        self.decisions = decisions
+
+        self.sampler = self.build_data(pairs, self.history["rounds"][-1]["epoch"])
+        self.steps_per_epoch = cfg.steps_per_epoch or self.sampler.natural_steps(cfg.batch_size * self.world)
+        self.global_step = self.epoch * self.steps_per_epoch + self.start_step
+        total_steps = max(1, self.steps_per_epoch * cfg.epochs)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg.warmup_steps, total_steps))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        if payload is not None:
+            self.opt.load_state_dict(payload["optimizer"])
+            self.sched.load_state_dict(payload["scheduler"])
+            if "scaler" in payload and self.use_amp:
+                self.scaler.load_state_dict(payload["scaler"])
+            _set_rng_state(payload["rng"])
+
+        strength = cfg.augment if cfg.augment >= 0 else (0.3 if cfg.colour == "on" else 1.0)
+        self.augment = train_transform(strength) if strength > 0 else v2.ToDtype(torch.float32, scale=True)
+        self._make_loader()
+
+    def _make_loader(self) -> None:
+        # One loader for the run: the batches change each epoch (EpochBatches), the dataset never
+        # (CropPairs), so its worker processes, and the crops they have decoded and cached, live
+        # on. Workers started each epoch had cold caches and cost seconds a GPU epoch does not
+        # have: on an H200 that trainer ran at 0.07x the bare loop (bench/gpu.sh).
+        cfg, device = self.cfg, self.device
+        workers = cfg.workers if cfg.workers >= 0 else (min(4, (os.cpu_count() or 2) - 1) if device.type == "cuda" else 0)
+        self.order = EpochBatches()
+        kw: dict[str, Any] = {}
+        if workers > 0:
+            import multiprocessing as mp
+
+            method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+            kw = {"num_workers": workers, "multiprocessing_context": method, "persistent_workers": True,
+                  "prefetch_factor": 2, "pin_memory": device.type == "cuda"}
+        self.loader = torch.utils.data.DataLoader(CropPairs(self.crops), batch_sampler=self.order, **kw)
+
+    def build_data(self, pairs_now, epoch: int = 0):
+        """The sampler over a mining round's pairs, with the reviews and (where on) the links applied."""
+        cfg, world, ctx = self.cfg, self.world, self.ctx
+        a, b, rel, comp = pairs_now
+        a, b, rel, comp, pos = apply_reviews(a, b, rel, comp.copy(), self.decisions)
+        if len(a) == 0:
+            raise UserError("No pairs were mined; lower --min-reliability, add frame gaps (--gaps) or import more video.")
+        if len(a) < cfg.batch_size * world:
+            raise UserError(f"Batch size {cfg.batch_size}{' x ' + str(world) + ' processes' if world > 1 else ''} is larger "
+                            f"than the {len(a)} mined pairs; use --batch-size {max(2, len(a) // world)} or less.")
+        a, b = self.crops.index_of(a), self.crops.index_of(b)
+        if self.use_links:
+            from idstudio.services.links import training_links
+
+            rounds = self.history["link_rounds"]
+            link_round_id = rounds[-1]["round_id"] if rounds else None
+            links = _broadcast(training_links(self.project, self.table, link_round_id) if self.writer else None)
+            if links:
+                a, b, rel, comp, pos, used = link_tracklets(a, b, rel, comp, pos, links, self.table.video_id,
+                                                            self.table.frame, np.random.default_rng([cfg.seed, epoch, 7]),
+                                                            cfg.link_min_reliability, cfg.link_share)
+                ctx.log(f"Training with {used} cross-video links.")
+        try:
+            return make_sampler(cfg.sampler, self.crops, self.table.video_id, self.table.frame, a, b,
+                                rel, comp, pos, tau=cfg.tau, other_video_negatives=_other_video_negatives(cfg))
+        except ValueError:
+            raise UserError("The mined pairs form no pseudo-tracklet of two or more instances; use --sampler pairs, "
+                            "lower --min-reliability or import more video.") from None
+
+    # ---- what the hooks call ----
+    def do_eval(self) -> dict[str, Any]:
+        if self.evaluate is None:
             return {}
-        step_model.eval()
+        self.model.eval()
         with torch.inference_mode():
-            m = evaluate(step_model)
-        step_model.train()
+            m = self.evaluate(self.model)
+        self.model.train()
         return eval_summary(m)
 
-    # ---- state ----
-    start_epoch, start_step = 0, 0
-    history: dict[str, Any] = {"mAP_start": None, "best": None, "rounds": [], "link_rounds": []}
-    round_id = None
-    if payload is not None:
-        start_epoch, start_step = int(payload["epoch"]), int(payload.get("step", 0))
-        history = json.loads(payload["history"])
-        history.setdefault("link_rounds", [])
-        round_id = history["rounds"][-1]["round_id"] if history["rounds"] else None
-    elif writer:
-        metrics0 = do_eval(model)
-        history["mAP_start"] = metrics0.get("mAP")
-        history["start"] = metrics0
-        log_eval(ctx, 0, metrics0)
-        if metrics0:
-            ctx.log(f"Before training: mAP {_describe_map(metrics0)}")
-    history = _broadcast(history)
-    use_links = bool(_broadcast(links_on(project, cfg) if writer else None))
-    if use_links and payload is None:
-        ctx.log("Cross-video links: on (a link round after each re-mining).")
-
-    def remine(epoch: int, gate: bool):
-        key = "init" if epoch == 0 and not trained_start else f"runs/{run.id}@epoch{epoch}"
-        rid, result, timing = run_mining(project, model, crops, table, cfg, gate, key, device,
-                                         run_id=run.id, ctx=ctx, keep_embeddings=use_links and writer)
+    def remine(self, epoch: int, gate: bool) -> MiningResult:
+        """A mining round with the current model (and a link round after it, where links are on)."""
+        cfg, ctx, run, history = self.cfg, self.ctx, self.run, self.history
+        key = "init" if epoch == 0 and not self.trained_start else f"runs/{run.id}@epoch{epoch}"
+        rid, result, timing = run_mining(self.project, self.model, self.crops, self.table, cfg, gate, key, self.device,
+                                         run_id=run.id, ctx=ctx, keep_embeddings=self.use_links and self.writer)
         rid = _broadcast(rid)
         s = result.stats
         entry = {"epoch": epoch, "round_id": rid, "n_pairs": len(result), "precision": s.get("precision"),
@@ -830,201 +970,179 @@ def _train_loop(project, cfg: TrainConfig, ctx, run: _Run, model: EmbeddingModel
         quality = "".join(f", {name} {entry[name]:.3f}" for name in ("precision", "recall") if entry[name] is not None)
         ctx.log(f"Mining round {rid} (epoch {epoch}): {len(result)} pairs{quality}, "
                 f"largest component {entry['largest_component_share']:.3f}")
-        if use_links and (epoch > 0 or trained_start):  # an untrained model's links would be noise
-            if writer:
-                link_after_mining(project, table, result, rid, cfg, run.id, epoch, history, ctx)
+        if self.use_links and (epoch > 0 or self.trained_start):  # an untrained model's links would be noise
+            if self.writer:
+                link_after_mining(self.project, self.table, result, rid, cfg, run.id, epoch, history, ctx)
             history["link_rounds"] = _broadcast(history["link_rounds"])
         return result
 
-    if round_id is None and cfg.start_round:
-        round_id = int(cfg.start_round)
-        row = project.query("SELECT n_pairs, precision, recall, largest_component_share FROM mining_rounds WHERE id = ?",
-                            (round_id,))
-        if not row:
-            raise UserError(f"There is no mining round {round_id} in this project; give the id of a stored round "
-                            "(`idstudio pairs export` names them) or 0 to mine one.")
-        history["rounds"].append({"epoch": 0, "round_id": round_id, "n_pairs": row[0]["n_pairs"], "gate": None,
-                                  **{k: row[0][k] for k in ("precision", "recall", "largest_component_share")}})
-        ctx.log(f"Training on stored mining round {round_id} ({row[0]['n_pairs']} pairs).")
-    if round_id is None:
-        result = remine(0, _gate_on(cfg.spatial_gate, trained_start))
-        pairs = (result.a, result.b, result.reliability.astype(np.float32), result.component)
-    else:
-        pairs = _broadcast(round_pairs(project, round_id) if writer else None)
-
-    # ---- model, optimiser, schedule ----
-    if cfg.freeze > 0:
-        ctx.log(f"Fine-tuning: the first {model.freeze(cfg.freeze)} of {len(model.backbone)} backbone modules are frozen.")
-    if world > 1:
-        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    else:
-        ddp = model
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
-    else:
-        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    decisions = _decisions(project) if writer else {}
-    decisions = _broadcast(decisions)
-    if use_links:  # cross-video decisions are about links: training_links reads them
-        from idstudio.services.links import training_links, within_video
-
-        decisions = within_video(decisions, table)
-
-    def build_data(pairs_now, epoch: int = 0):
-        a, b, rel, comp = pairs_now
-        a, b, rel, comp, pos = apply_reviews(a, b, rel, comp.copy(), decisions)
-        if len(a) == 0:
-            raise UserError("No pairs were mined; lower --min-reliability, add frame gaps (--gaps) or import more video.")
-        if len(a) < cfg.batch_size * world:
-            raise UserError(f"Batch size {cfg.batch_size}{' x ' + str(world) + ' processes' if world > 1 else ''} is larger than the "
-                            f"{len(a)} mined pairs; use --batch-size {max(2, len(a) // world)} or less.")
-        a, b = crops.index_of(a), crops.index_of(b)
-        if use_links:
-            link_round_id = history["link_rounds"][-1]["round_id"] if history["link_rounds"] else None
-            links = _broadcast(training_links(project, table, link_round_id) if writer else None)
-            if links:
-                a, b, rel, comp, pos, used = link_tracklets(a, b, rel, comp, pos, links, table.video_id, table.frame,
-                                                            np.random.default_rng([cfg.seed, epoch, 7]),
-                                                            cfg.link_min_reliability, cfg.link_share)
-                ctx.log(f"Training with {used} cross-video links.")
-        try:
-            return make_sampler(cfg.sampler, crops, table.video_id, table.frame, a, b,
-                                rel, comp, pos, tau=cfg.tau, other_video_negatives=_other_video_negatives(cfg))
-        except ValueError:
-            raise UserError("The mined pairs form no pseudo-tracklet of two or more instances; use --sampler pairs, "
-                            "lower --min-reliability or import more video.") from None
-
-    sampler = build_data(pairs, history["rounds"][-1]["epoch"])
-    steps_per_epoch = cfg.steps_per_epoch or sampler.natural_steps(cfg.batch_size * world)
-    total_steps = max(1, steps_per_epoch * cfg.epochs)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.warmup_steps, total_steps))
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    if payload is not None:
-        opt.load_state_dict(payload["optimizer"])
-        sched.load_state_dict(payload["scheduler"])
-        if "scaler" in payload and use_amp:
-            scaler.load_state_dict(payload["scaler"])
-        _set_rng_state(payload["rng"])
-
-    strength = cfg.augment if cfg.augment >= 0 else (0.3 if cfg.colour == "on" else 1.0)
-    augment = train_transform(strength) if strength > 0 else v2.ToDtype(torch.float32, scale=True)
-    workers = cfg.workers if cfg.workers >= 0 else (min(4, (os.cpu_count() or 2) - 1) if device.type == "cuda" else 0)
-
-    # One loader for the run: the batches change each epoch (EpochBatches), the dataset never
-    # (CropPairs), so its worker processes, and the crops they have decoded and cached, live
-    # on. Workers started each epoch had cold caches and cost seconds a GPU epoch does not
-    # have: on an H200 that trainer ran at 0.07x the bare loop (bench/gpu.sh).
-    order = EpochBatches()
-    kw: dict[str, Any] = {}
-    if workers > 0:
-        import multiprocessing as mp
-
-        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-        kw = {"num_workers": workers, "multiprocessing_context": method, "persistent_workers": True,
-              "prefetch_factor": 2, "pin_memory": device.type == "cuda"}
-    loader = torch.utils.data.DataLoader(CropPairs(crops), batch_sampler=order, **kw)
-
-    def loader_for(epoch: int):
-        rng = np.random.default_rng([cfg.seed, epoch])
-        ds, batches = sampler.epoch(cfg.batch_size, steps_per_epoch * world, rng)
-        batches = batches[rank::world][start_step:]
-        order.batches = [ds.rows(b) for b in batches]
-        # Its own generator: a DataLoader otherwise draws a seed from the global RNG, which
-        # drives augmentation, so a run stopped mid-epoch and resumed would drift from then on.
-        loader.generator = torch.Generator().manual_seed(int(cfg.seed) * 100_003 + epoch)
-        return batches, loader
-
-    def state_extra(epoch: int, step: int) -> dict[str, Any]:
-        extra = {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": _rng_state(),
-                 "step": step, "history": json.dumps(history), "run_id": run.id}
-        if use_amp:
-            extra["scaler"] = scaler.state_dict()
+    def state_extra(self, epoch: int, step: int) -> dict[str, Any]:
+        """What a checkpoint needs, besides the model, to resume exactly."""
+        extra = {"optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(), "rng": _rng_state(),
+                 "step": step, "history": json.dumps(self.history), "run_id": self.run.id}
+        if self.use_amp:
+            extra["scaler"] = self.scaler.state_dict()
         return extra
 
-    deadline = t_start + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
-    epoch = start_epoch
-    stopped = False
-    last_metrics: dict[str, Any] = {}
-    global_step = start_epoch * steps_per_epoch + start_step
-    ddp.train()
-    while epoch < cfg.epochs and not stopped:
-        if (cfg.remine_every and epoch > 0 and epoch % cfg.remine_every == 0 and start_step == 0
-                and history["rounds"][-1]["epoch"] != epoch):
-            result = remine(epoch, cfg.spatial_gate == "on")
-            sampler = build_data((result.a, result.b, result.reliability.astype(np.float32), result.component), epoch)
-            ddp.train()
-        batches, loader = loader_for(epoch)
-        t_epoch = time.perf_counter()
-        seen = 0
-        loss_sum = torch.zeros((), device=device)  # summed on the device: no wait for the GPU every step
-        n_steps = len(batches) + start_step
-        for step, (va, vb, w, idx) in enumerate(loader, start=start_step):
-            if ctx.cancelled:
-                ctx.check_cancelled()
-            x = augment(torch.cat([va, vb]).to(device, non_blocking=True))  # both views, each crop its own change
-            if use_amp:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, enabled=use_amp):
-                z = ddp(x)
-            za, zb = z[:len(va)], z[len(va):]  # a views first, then b
-            loss = sampler.loss(za, zb, w, idx)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            sched.step()
-            global_step += 1
-            seen += len(va)
-            loss_sum += loss.detach().float()
-            if writer and (step % 5 == 0 or step == n_steps - 1):
-                ctx.metric("train/loss", global_step, float(loss.detach()))
-                ctx.metric("train/lr", global_step, sched.get_last_lr()[0])
-            ctx.progress(step + 1, n_steps, f"epoch {epoch + 1}/{cfg.epochs}")
-            stop_now = ctx.should_stop or (deadline is not None and time.perf_counter() > deadline)
-            stop_now = bool(_broadcast(stop_now))
-            if stop_now:
-                ctx.check_cancelled()
-                stopped = True
-                start_step = step + 1
-                break
-        else:
-            start_step = 0
-        elapsed = time.perf_counter() - t_epoch
-        if writer:
-            ctx.metric("train/pairs_per_s", epoch + 1, seen / max(elapsed, 1e-9))
-            ctx.metric("train/epoch_loss", epoch + 1, float(loss_sum) / max(1, len(batches)))
-        done_epoch = epoch + 1 if not stopped else epoch
-        if writer:
-            is_last = stopped or done_epoch >= cfg.epochs
-            if (cfg.eval_every and done_epoch % cfg.eval_every == 0) or is_last:
-                last_metrics = do_eval(model)
-                log_eval(ctx, done_epoch, last_metrics)
-            ckpt_epoch, ckpt_step = (epoch, start_step) if stopped else (done_epoch, 0)
-            run.checkpoint("last", model, ckpt_epoch, last_metrics, **state_extra(ckpt_epoch, ckpt_step))
-            score = last_metrics.get("mAP")
-            if score is None or history["best"] is None or score >= history["best"]:
-                history["best"] = score if score is not None else history["best"]
-                run.checkpoint("best", model, ckpt_epoch, last_metrics)
-            run.set(epochs_done=done_epoch)
-            ctx.log(f"epoch {done_epoch}: loss {loss_sum / max(1, len(batches)):.4f}, {seen / max(elapsed, 1e-9):.1f} pairs/s"
-                    + (f", mAP {_describe_map(last_metrics)}" if "mAP" in last_metrics else ""))
-        epoch = done_epoch if not stopped else epoch
-    if world > 1:
-        torch.distributed.barrier()
-    last_round = history["rounds"][-1] if history["rounds"] else {}
-    summary = {"run_id": run.id, "epochs_done": epoch if stopped else min(epoch, cfg.epochs),
-               "status": "stopped" if stopped else "finished", "dataset": ", ".join(dataset_names) or None,
-               "mAP_start": history.get("mAP_start"), "mAP_end": last_metrics.get("mAP") if last_metrics else None,
-               "rank1_end": last_metrics.get("rank1") if last_metrics else None,
-               "datasets": _per_dataset_summary(history.get("start") or {}, last_metrics, dataset_names),
-               "precision": last_round.get("precision"), "recall": last_round.get("recall"),
-               "largest_component_share": last_round.get("largest_component_share"),
-               "rounds": history["rounds"], "link_rounds": history["link_rounds"], "seconds": round(time.perf_counter() - t_start, 1), "device": str(device),
-               "world_size": world}
-    if writer:
-        run.set(status=summary["status"], summary=to_json(summary), finished_at=time.time())
-    return summary
+    @property
+    def done_epoch(self) -> int:
+        """Epochs complete: a stopped epoch is not."""
+        return self.epoch if self.stopped else self.epoch + 1
+
+    # ---- the loop ----
+    def batches(self):
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, self.epoch])
+        ds, batches = self.sampler.epoch(cfg.batch_size, self.steps_per_epoch * self.world, rng)
+        batches = batches[self.rank::self.world][self.start_step:]
+        self.order.batches = [ds.rows(b) for b in batches]
+        # Its own generator: a DataLoader otherwise draws a seed from the global RNG, which
+        # drives augmentation, so a run stopped mid-epoch and resumed would drift from then on.
+        self.loader.generator = torch.Generator().manual_seed(int(cfg.seed) * 100_003 + self.epoch)
+        self.n_steps = len(batches) + self.start_step
+        return self.loader
+
+    def train_step(self, batch) -> None:
+        va, vb, w, idx = batch
+        if self.ctx.cancelled:
+            self.ctx.check_cancelled()
+        x = self.augment(torch.cat([va, vb]).to(self.device, non_blocking=True))  # both views, each crop its own change
+        if self.use_amp:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, enabled=self.use_amp):
+            z = self.ddp(x)
+        za, zb = z[:len(va)], z[len(va):]  # a views first, then b
+        loss = self.sampler.loss(za, zb, w, idx)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.sched.step()
+        self.global_step += 1
+        self.seen += len(va)
+        self.loss = loss.detach()
+        self.loss_sum += self.loss.float()  # summed on the device: no wait for the GPU every step
+
+    def train(self, hooks: list[Hook]) -> dict[str, Any]:
+        self.ddp.train()
+        while self.epoch < self.cfg.epochs and not self.stopped:
+            for hook in hooks:
+                hook.before_epoch(self)
+            self.t_epoch, self.seen = time.perf_counter(), 0
+            self.loss_sum = torch.zeros((), device=self.device)
+            for self.step, batch in enumerate(self.batches(), start=self.start_step):
+                self.train_step(batch)
+                for hook in hooks:
+                    hook.after_step(self)
+                if self.stopped:
+                    break
+            self.epoch_seconds = max(time.perf_counter() - self.t_epoch, 1e-9)
+            for hook in hooks:
+                hook.after_epoch(self)
+            self.start_step = self.step + 1 if self.stopped else 0
+            if not self.stopped:
+                self.epoch += 1
+        if self.world > 1:
+            torch.distributed.barrier()
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        last_round = self.history["rounds"][-1] if self.history["rounds"] else {}
+        m = self.last_metrics
+        summary = {"run_id": self.run.id, "epochs_done": min(self.epoch, self.cfg.epochs),
+                   "status": "stopped" if self.stopped else "finished", "dataset": ", ".join(self.dataset_names) or None,
+                   "mAP_start": self.history.get("mAP_start"), "mAP_end": m.get("mAP") if m else None,
+                   "rank1_end": m.get("rank1") if m else None,
+                   "datasets": _per_dataset_summary(self.history.get("start") or {}, m, self.dataset_names),
+                   "precision": last_round.get("precision"), "recall": last_round.get("recall"),
+                   "largest_component_share": last_round.get("largest_component_share"),
+                   "rounds": self.history["rounds"], "link_rounds": self.history["link_rounds"],
+                   "seconds": round(time.perf_counter() - self.t_start, 1), "device": str(self.device),
+                   "world_size": self.world}
+        if self.writer:
+            self.run.set(status=summary["status"], summary=to_json(summary), finished_at=time.time())
+        return summary
+
+
+# ---- the hooks of a run, in the order they run ----
+class Remine(Hook):
+    """Every ``remine_every`` epochs, a new mining round with the current model, and its sampler."""
+
+    def before_epoch(self, t: Trainer) -> None:
+        every = t.cfg.remine_every
+        if (every and t.epoch > 0 and t.epoch % every == 0 and t.start_step == 0
+                and t.history["rounds"][-1]["epoch"] != t.epoch):  # not again on a resume after it
+            result = t.remine(t.epoch, t.cfg.spatial_gate == "on")
+            t.sampler = t.build_data((result.a, result.b, result.reliability.astype(np.float32), result.component),
+                                     t.epoch)
+            t.ddp.train()
+
+
+class StepMetrics(Hook):
+    """The loss and learning rate every 5 steps, and the progress bar."""
+
+    def after_step(self, t: Trainer) -> None:
+        if t.writer and (t.step % 5 == 0 or t.step == t.n_steps - 1):
+            t.ctx.metric("train/loss", t.global_step, float(t.loss))
+            t.ctx.metric("train/lr", t.global_step, t.sched.get_last_lr()[0])
+        t.ctx.progress(t.step + 1, t.n_steps, f"epoch {t.epoch + 1}/{t.cfg.epochs}")
+
+
+class StopWhenAsked(Hook):
+    """Stop cleanly after this step on Stop/Ctrl-C or at the time budget (every rank agrees);
+    a cancel instead raises."""
+
+    def after_step(self, t: Trainer) -> None:
+        stop_now = t.ctx.should_stop or (t.deadline is not None and time.perf_counter() > t.deadline)
+        if bool(_broadcast(stop_now)):
+            t.ctx.check_cancelled()
+            t.stopped = True
+
+
+class EpochMetrics(Hook):
+    def after_epoch(self, t: Trainer) -> None:
+        if t.writer:
+            t.ctx.metric("train/pairs_per_s", t.epoch + 1, t.seen / t.epoch_seconds)
+            t.ctx.metric("train/epoch_loss", t.epoch + 1, float(t.loss_sum) / max(1, t.n_steps - t.start_step))
+
+
+class Evaluate(Hook):
+    """Every ``eval_every`` epochs, and at the end, on the labelled datasets."""
+
+    def after_epoch(self, t: Trainer) -> None:
+        done, every = t.done_epoch, t.cfg.eval_every
+        if t.writer and ((every and done % every == 0) or t.stopped or done >= t.cfg.epochs):
+            t.last_metrics = t.do_eval()
+            log_eval(t.ctx, done, t.last_metrics)
+
+
+class Checkpoint(Hook):
+    """last.pt after every epoch (mid-epoch where stopped: it resumes from the next step), best.pt
+    where the mean mAP did not fall."""
+
+    def after_epoch(self, t: Trainer) -> None:
+        if not t.writer:
+            return
+        epoch, step = (t.epoch, t.step + 1) if t.stopped else (t.done_epoch, 0)
+        t.run.checkpoint("last", t.model, epoch, t.last_metrics, **t.state_extra(epoch, step))
+        score, best = t.last_metrics.get("mAP"), t.history["best"]
+        if score is None or best is None or score >= best:
+            t.history["best"] = score if score is not None else best
+            t.run.checkpoint("best", t.model, epoch, t.last_metrics)
+        t.run.set(epochs_done=t.done_epoch)
+
+
+class EpochLog(Hook):
+    def after_epoch(self, t: Trainer) -> None:
+        if t.writer:
+            steps = max(1, t.n_steps - t.start_step)
+            rate = t.seen / t.epoch_seconds
+            t.ctx.log(f"epoch {t.done_epoch}: loss {float(t.loss_sum) / steps:.4f}, {rate:.1f} pairs/s"
+                      + (f", mAP {_describe_map(t.last_metrics)}" if "mAP" in t.last_metrics else ""))
+
+
+def default_hooks() -> list[Hook]:
+    return [Remine(), StepMetrics(), StopWhenAsked(), EpochMetrics(), Evaluate(), Checkpoint(), EpochLog()]
 
 
 def export_pairs(project_root: Path | Project, out: Path, round_id: int | None = None) -> dict[str, Any]:
