@@ -104,9 +104,10 @@ class TrainConfig(LinkFields, MiningFields):
     sampler: str = field("tracklet", help="positives and negatives: tracklet (far-apart members of a pseudo-tracklet, "
                          "only certain negatives: same frame or another video) or pairs (ISR's adjacent pairs, in-batch "
                          "negatives)", choices=list(SAMPLERS), group="Training")
-    other_video_negatives: str = field("auto", help="tracklet sampler: people of other videos are negatives too (on), "
-                                       "or only other people of the same frame (off); auto: on with the colour part, "
-                                       "off without it, where videos are cameras that may show the same people",
+    other_video_negatives: str = field("auto", help="tracklet sampler: people of other videos are negatives too (on: "
+                                       "only where you know the videos show different people), or only other people of "
+                                       "the same frame (off); auto: off (with them, telling the videos apart by their "
+                                       "scene was rewarded, and the cross-camera sets fell)",
                                        choices=["auto", "on", "off"], group="Training")
     augment: float = field(-1.0, help="camera-like augmentation strength (0: none; -1: auto, 1.0 without the colour "
                            "part, where colour casts differ between cameras, 0.3 with it, where colour is a cue to keep)",
@@ -115,8 +116,9 @@ class TrainConfig(LinkFields, MiningFields):
                              "view) instead of mining a new one; 0: mine", group="Training")
     remine_every: int = field(4, help="re-mine pairs with the current model every N epochs (0: never)", group="Training")
     links: str = field("auto", help="cross-video link rounds at each re-mining, and the linked tracklets as positives "
-                       "across videos: on, off, or auto (on where other videos are not taken as negatives, i.e. "
-                       "videos are cameras that may show the same people, and there are two or more)",
+                       "across videos: on, off, or auto (on where the colour part is off, i.e. the videos look like "
+                       "cameras that may show the same people, there are two or more, and other videos' people "
+                       "are not taken as negatives)",
                        choices=["auto", "on", "off"], group="Links")
     eval_every: int = field(2, help="evaluate on the labelled datasets every N epochs (0: only at the end)", group="Training")
     dataset: str = field("", help="labelled datasets to evaluate on each epoch, comma-separated (empty: all of them)",
@@ -490,16 +492,17 @@ def log_eval(ctx: JobContext, step: int, figures: dict[str, Any]) -> None:
 
 
 def _other_video_negatives(cfg: TrainConfig) -> bool:
-    """auto: where colour is a cue (the colour part is on) the videos are separate scenes and
-    their people are certain negatives; without it they are cameras that may show the same
-    people (the synthetic world: with them as negatives, training halved its mAP)."""
-    return cfg.other_video_negatives == "on" or (cfg.other_video_negatives == "auto" and cfg.colour == "on")
+    """auto: off. Measured both ways: on the synthetic world, whose videos are cameras showing
+    the same people, they halved the mAP; on real footage (bench/real.py, seed 0) the model
+    learnt each video's scene and lost cross-camera skill (cuhk03-val 0.064 against 0.070)."""
+    return cfg.other_video_negatives == "on"
 
 
 def links_on(project: Project, cfg: TrainConfig) -> bool:
-    """auto: link rounds where videos may show the same people (their people are not taken
-    as negatives) and there are two or more videos."""
-    if cfg.links == "off" or (cfg.links == "auto" and _other_video_negatives(cfg)):
+    """auto: link rounds where the videos may be cameras showing the same people (the colour
+    part is off: colour did not carry identity across the labelled sets) and there are two or
+    more videos; never where other videos' people are taken as negatives."""
+    if cfg.links == "off" or (cfg.links == "auto" and (cfg.colour == "on" or _other_video_negatives(cfg))):
         return False
     return int(project.scalar("SELECT COUNT(DISTINCT video_id) FROM instances WHERE video_id IS NOT NULL") or 0) >= 2
 

@@ -135,3 +135,18 @@ def test_training_runs_link_rounds_and_trains_on_the_links(copy_project):
     assert any(line.startswith("Training with ") and "cross-video links" in line for line in lines)
     with Project.open(root) as p:
         assert p.scalar("SELECT run_id FROM link_rounds") == summary["run_id"]
+
+
+def test_auto_settings_keep_links_to_cameras_and_other_videos_out_of_the_negatives(copy_project):
+    """Other videos' people are negatives only when asked (on real footage they taught the
+    model each video's scene); link rounds by default only where the colour part is off
+    (videos that look like cameras of one place) and never beside other-video negatives."""
+    root = copy_project()
+    with Project.open(root) as p:
+        assert not training._other_video_negatives(TrainConfig(colour="on"))
+        assert not training._other_video_negatives(TrainConfig(colour="off"))
+        assert training._other_video_negatives(TrainConfig(other_video_negatives="on"))
+        assert training.links_on(p, TrainConfig(colour="off"))
+        assert not training.links_on(p, TrainConfig(colour="on"))
+        assert not training.links_on(p, TrainConfig(colour="off", other_video_negatives="on"))
+        assert training.links_on(p, TrainConfig(colour="on", links="on"))
