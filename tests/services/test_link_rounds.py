@@ -20,12 +20,26 @@ from idstudio.services.training import MineConfig, TrainConfig
 LOOSE = dict(link_min_similarity=-1.0, link_keep=1.0, link_min_members=2, link_min_reliability=0.0, device="cpu")
 
 
-@pytest.fixture
-def linked(copy_project):
-    root = copy_project()
+@pytest.fixture(scope="module")
+def linked_once(small_project, tmp_path_factory):
+    """The small project mined and linked once for this module (15 s); each test copies it."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("linked") / "proj"
+    shutil.copytree(small_project, root)
     training.mine(root, MineConfig(dim=32))
     out = links.link(root, LinkConfig(checkpoint="init", **LOOSE))
     return root, out
+
+
+@pytest.fixture
+def linked(linked_once, tmp_path):
+    import shutil
+
+    root, out = linked_once
+    copy = tmp_path / "proj"
+    shutil.copytree(root, copy)
+    return copy, out
 
 
 def test_a_link_round_is_stored_scored_and_exported(linked, tmp_path):
