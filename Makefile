@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO ?= demo-project
 
-.PHONY: run test setup bench package clean
+.PHONY: run test test-fast setup bench package clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test: $(STAMP)
 	# Core and services run where importing Qt fails: proves they never need it.
 	IDSTUDIO_BLOCK_QT=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -p no:pytest-qt -m "not gui" -q --durations=12
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m gui -q --durations=8
+
+# The everyday loop: everything but the heavy checks behind the slow marker (CI runs those too).
+test-fast: $(STAMP)
+	$(BIN)/lint-imports
+	IDSTUDIO_BLOCK_QT=1 QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -p no:pytest-qt -m "not gui and not slow" -q --durations=8
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -m "gui and not slow" -q --durations=5
 
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
