@@ -52,7 +52,8 @@ class PairSampler:
     def __init__(self, crops: CropStore, video: np.ndarray, frame: np.ndarray, a: np.ndarray, b: np.ndarray,
                  weight: np.ndarray, component: np.ndarray, positive: np.ndarray, tau: float, **_: object):
         self.dataset = PairDataset(crops, a, b, weight)
-        self.frame_key = video[a] * 10_000_000 + frame[a]
+        self.pair_video = np.asarray(video, np.int64)[a]
+        self.frame_key = self.pair_video * 10_000_000 + frame[a]
         self.component = torch.from_numpy(np.asarray(component, np.int64))
         self.positive = torch.from_numpy(np.asarray(positive, bool))
         self.tau = tau
@@ -62,6 +63,10 @@ class PairSampler:
 
     def epoch(self, batch_size: int, n_batches: int, rng: np.random.Generator) -> tuple[PairDataset, list[np.ndarray]]:
         return self.dataset, frame_batches(self.frame_key, batch_size, rng, n_batches)
+
+    def video_of(self, idx: torch.Tensor) -> np.ndarray:
+        """The video of each pair of a batch."""
+        return self.pair_video[idx.numpy()]
 
     def loss(self, za: torch.Tensor, zb: torch.Tensor, weight: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         device = za.device
@@ -100,6 +105,10 @@ class TrackletSampler:
         self._anchor_video, self._anchor_key, self._anchor_owner = self.video[anchors], self.frame_key[anchors], owners
         dataset = PairDataset(self.crops, anchors, positives, self.tracklets.weight[owners])
         return dataset, [np.arange(i * batch_size, (i + 1) * batch_size) for i in range(n_batches)]
+
+    def video_of(self, idx: torch.Tensor) -> np.ndarray:
+        """The video of each pair of a batch (its anchor's: a linked positive may be in another)."""
+        return self._anchor_video[idx.numpy()]
 
     def loss(self, za: torch.Tensor, zb: torch.Tensor, weight: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         rows = idx.numpy()

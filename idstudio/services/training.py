@@ -23,12 +23,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torchvision.transforms import v2
 
 from idstudio.core import config as cfgmod
 from idstudio.core import runs as runbook
 from idstudio.core.config import field
-from idstudio.core.data import CropPairs, CropReader, CropStore, EpochBatches, train_transform
+from idstudio.core.data import (CropPairs, CropReader, CropStore, EpochBatches, background_donors, background_mix,
+                                train_transform)
 from idstudio.core.errors import JobCancelled, UserError
 from idstudio.core.failures import user_error
 from idstudio.core.jobs import JobContext
@@ -112,6 +112,9 @@ class TrainConfig(LinkFields, MiningFields):
     augment: float = field(-1.0, help="camera-like augmentation strength (0: none; -1: auto, 1.0 without the colour "
                            "part, where colour casts differ between cameras, 0.3 with it, where colour is a cue to keep)",
                            group="Training")
+    background_mix: float = field(-1.0, help="share of the crops that keep their centre (the person) and take their "
+                                  "surroundings from another crop, so a tracklet's shared background is no cue (0: none; "
+                                  "-1: auto, 0.5 with the colour part, i.e. real video, 0 without)", group="Training")
     start_round: int = field(0, help="train first on this stored mining round (its id, e.g. one reviewed in the Pairs "
                              "view) instead of mining a new one; 0: mine", group="Training")
     remine_every: int = field(4, help="re-mine pairs with the current model every N epochs (0: never)", group="Training")
@@ -545,6 +548,16 @@ CROSS_CAMERA_RECIPE: dict[str, Any] = dict(
     batch_size=64, remine_every=5)
 
 
+def augmentation(cfg: TrainConfig) -> tuple[float, float]:
+    """(camera-like strength, share of crops with mixed backgrounds), ``-1`` resolved by the
+    (resolved) colour setting: on real video, where colour is a cue, mild changes and mixed
+    backgrounds; across cameras with different colour casts, strong changes only."""
+    real_video = cfg.colour == "on"
+    strength = cfg.augment if cfg.augment >= 0 else (0.3 if real_video else 1.0)
+    mix = cfg.background_mix if cfg.background_mix >= 0 else (0.5 if real_video else 0.0)
+    return float(strength), float(mix)
+
+
 def apply_recipe(cfg: TrainConfig, recipe: dict[str, Any], given: dict[str, Any]) -> str:
     """Set the recipe's fields that are still at their default values (``given``: the fields that are not);
     returns a sentence for the log."""
@@ -896,8 +909,10 @@ class Trainer:
                 self.scaler.load_state_dict(payload["scaler"])
             _set_rng_state(payload["rng"])
 
-        strength = cfg.augment if cfg.augment >= 0 else (0.3 if cfg.colour == "on" else 1.0)
-        self.augment = train_transform(strength) if strength > 0 else v2.ToDtype(torch.float32, scale=True)
+        strength, mix = augmentation(cfg)
+        self.augment, self.background_mix = train_transform(strength), mix
+        ctx.log(f"Augmentation: camera-like changes {strength:g}, backgrounds mixed into {mix:.0%} of the crops"
+                + (" (auto)." if min(cfg.augment, cfg.background_mix) < 0 else "."))
         self._make_loader()
 
     def _make_loader(self) -> None:
@@ -1010,6 +1025,10 @@ class Trainer:
         if self.ctx.cancelled:
             self.ctx.check_cancelled()
         x = self.augment(torch.cat([va, vb]).to(self.device, non_blocking=True))  # both views, each crop its own change
+        if self.background_mix > 0:
+            video = torch.from_numpy(np.tile(self.sampler.video_of(idx), 2))
+            mix, donor = background_donors(video, self.background_mix)
+            x = background_mix(x, mix.to(x.device), donor.to(x.device))
         if self.use_amp:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, enabled=self.use_amp):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from idstudio.core.data import CropPairs, CropStore, EpochBatches, PairDataset, decode_crops, train_transform
+from idstudio.core.data import (CropPairs, CropStore, EpochBatches, PairDataset, background_donors, background_mix,
+                                centre_mask, decode_crops, train_transform)
 from idstudio.core.errors import UserError
 from idstudio.core.model import ModelSpec, build_model, load_checkpoint, save_checkpoint
 
@@ -185,14 +186,37 @@ def test_camera_jitter_gives_each_crop_its_own_camera():
     assert torch.equal(train_transform()(grey), out) and not torch.equal(again, out)  # seeded
 
 
-def test_camera_jitter_strength_zero_is_identity_or_flip():
+def test_camera_jitter_strength_zero_is_identity():
     x = torch.randint(0, 255, (8, 3, 64, 32), dtype=torch.uint8)
-    out = train_transform(0.0)(x)
-    ref = x.float() / 255
-    for o, r in zip(out, ref):
-        assert torch.allclose(o, r, atol=1e-4) or torch.allclose(o, r.flip(-1), atol=1e-4)
+    assert torch.allclose(train_transform(0.0)(x), x.float() / 255)
     single = train_transform()(x[0])
     assert single.shape == (3, 64, 32)
+
+
+def test_background_mix_keeps_the_centre_and_takes_the_sides_from_another_crop():
+    mask = centre_mask(64, 32)
+    assert float(mask[32, 16]) == 1.0 and float(mask[0, 0]) == 0.0 and float(mask[32, 0]) == 0.0
+    assert float(mask[0, 16]) > 0.5  # head and feet mostly kept: the person fills the box's height
+    dark, light = torch.zeros(3, 64, 32), torch.ones(3, 64, 32)
+    out = background_mix(torch.stack([dark, light]), torch.tensor([True, False]), torch.tensor([1, 0]))
+    assert float(out[0, :, 32, 16].max()) == 0.0  # the centre is the crop's own
+    assert float(out[0, :, 32, 0].min()) == 1.0 and float(out[0, :, 0, 0].min()) == 1.0  # the sides are the donor's
+    assert torch.equal(out[1], light)  # not drawn for mixing: untouched
+
+
+def test_background_donors_come_from_another_video_and_repeat_under_a_seed():
+    video = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2])
+    torch.manual_seed(0)
+    mix, donor = background_donors(video, 1.0)
+    assert bool(mix.all())
+    assert bool((video[donor] != video).all())  # never the crop's own scene
+    torch.manual_seed(0)
+    again = background_donors(video, 1.0)
+    assert torch.equal(again[0], mix) and torch.equal(again[1], donor)  # seeded: exact resume
+    one_video = torch.zeros(6, dtype=torch.long)
+    _, donor = background_donors(one_video, 0.5)
+    assert bool((donor != torch.arange(6)).all())  # one video: another crop of it
+    assert int(background_donors(torch.arange(1000), 0.5)[0].sum()) in range(430, 571)  # about the share asked
 
 
 def test_gpu_decoding_is_chosen_where_it_was_measured_faster(monkeypatch):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from idstudio.core import config as cfgmod
 from idstudio.core.errors import JobCancelled, UserError
 from idstudio.core.jobs import JobContext, read_events
 from idstudio.core.model import ModelSpec, build_model, save_checkpoint
@@ -253,10 +254,21 @@ def test_colour_auto_is_decided_by_the_labelled_data_and_recorded(copy_project):
         colour = evaluate_model(project, ColorHistogram())["mAP"]
         deep = evaluate_model(project, build_model(tiny().spec(colour=False), weights="none")[0])["mAP"]
     assert saved["colour"] == ("on" if colour >= deep else "off")
+    strength, mix = training.augmentation(cfgmod.from_dict(TrainConfig, saved))
+    assert f"Augmentation: camera-like changes {strength:g}, backgrounds mixed into {mix:.0%} of the crops (auto)." in logs
     if saved["colour"] == "off":  # the cross-camera recipe fills the fields the run did not give
         assert "Cross-camera recipe" in line
         assert saved["sampler"] == "pairs" and saved["freeze"] == 0.0 and saved["lr"] == 1e-3
         assert saved["epochs"] == TINY["epochs"] and saved["batch_size"] == TINY["batch_size"]  # given: kept
+
+
+def test_augmentation_auto_mixes_backgrounds_on_real_video_only():
+    """Real video (colour part on): mild camera changes and half the crops with another crop's
+    surroundings; across cameras (colour off): strong changes, no mixing; given values kept."""
+    assert training.augmentation(TrainConfig(colour="on")) == (0.3, 0.5)
+    assert training.augmentation(TrainConfig(colour="off")) == (1.0, 0.0)
+    assert training.augmentation(TrainConfig(colour="on", augment=0.0, background_mix=0.0)) == (0.0, 0.0)
+    assert training.augmentation(TrainConfig(colour="off", background_mix=0.25)) == (1.0, 0.25)
 
 
 def test_worker_processes_train_across_epochs_and_a_remining(copy_project):
