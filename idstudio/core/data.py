@@ -106,7 +106,8 @@ def train_transform(strength: float = 1.0) -> v2.Transform:
 # cameras backgrounds differ, and a model that learnt them loses there. So a share of the crops
 # keeps its centre (the person) and takes its surroundings from a crop of another video.
 # Measured on real footage (bench/real.py, seed 0): the learned part alone on the two-camera
-# market-sample fell from the ImageNet start's 0.475 to 0.342 without it, to 0.432 with it.
+# market-sample fell from the ImageNet start's 0.475 to 0.342 without it, only to 0.468 with
+# it (0.432 with donors from any video: a donor of the same video often shares the scene).
 # The mask: 1 in the middle, 0.5 on an ellipse of half-axes 30 % of the width and 55 % of the
 # height (a person fills the box's height down its middle), 0 from 1.5 times that out.
 MIX_HALF_WIDTH, MIX_HALF_HEIGHT = 0.30, 0.55
