@@ -131,6 +131,8 @@ def background_donors(video: torch.Tensor, share: float) -> tuple[torch.Tensor, 
     score = torch.rand(n, n) + (video[:, None] != video[None, :]).float()  # another video's crops first
     score.fill_diagonal_(-1.0)
     return mix, score.argmax(1)
+
+
 def background_mix(x: torch.Tensor, mix: torch.Tensor, donor: torch.Tensor) -> torch.Tensor:
     """``x`` with crop i's surroundings taken from crop ``donor[i]`` where ``mix[i]``."""
     n, _, h, w = x.shape
