@@ -114,7 +114,8 @@ class TrainConfig(LinkFields, MiningFields):
                            group="Training")
     background_mix: float = field(-1.0, help="share of the crops that keep their centre (the person) and take their "
                                   "surroundings from a crop of another video, so a tracklet's shared background is no "
-                                  "cue (0: none; -1: auto, 0.5 with the colour part, i.e. real video, 0 without)",
+                                  "cue; at 0.5 one view of every pair (0: none; -1: auto, 0.5 with the colour part, "
+                                  "i.e. real video, 0 without)",
                                   group="Training")
     start_round: int = field(0, help="train first on this stored mining round (its id, e.g. one reviewed in the Pairs "
                              "view) instead of mining a new one; 0: mine", group="Training")

@@ -219,6 +219,22 @@ def test_background_donors_come_from_another_video_and_repeat_under_a_seed():
     assert int(background_donors(torch.arange(1000), 0.5)[0].sum()) in range(430, 571)  # about the share asked
 
 
+def test_background_donors_draw_the_two_views_of_a_pair_apart():
+    video = torch.arange(2000)  # a views 0..999, b views 1000..1999
+    torch.manual_seed(1)
+    mix, _ = background_donors(video, 0.5)
+    a, b = mix[:1000], mix[1000:]
+    assert bool((a ^ b).all())  # at a half, exactly one view of every pair
+    mix, _ = background_donors(video, 0.25)
+    a, b = mix[:1000], mix[1000:]
+    assert not bool((a & b).any()) and int(mix.sum()) in range(430, 571)  # under a half: never both
+    mix, _ = background_donors(video, 0.75)
+    a, b = mix[:1000], mix[1000:]
+    assert bool((a | b).all()) and int(mix.sum()) in range(1430, 1571)  # over a half: never neither
+    with pytest.raises(ValueError):
+        background_donors(torch.arange(5), 0.5)
+
+
 def test_gpu_decoding_is_chosen_where_it_was_measured_faster(monkeypatch):
     from idstudio.core import data
 
