@@ -110,7 +110,7 @@ def train_transform(strength: float = 1.0) -> v2.Transform:
 # it (0.432 with donors from any video: a donor of the same video often shares the scene).
 # The two views of a pair are drawn apart (at a half, one view of each): drawn on their own, a
 # quarter of the pairs kept their shared surroundings; apart, three seeds' worst miss of the
-# start on the smallest sets fell from 0.010 to 0.003 mAP and the means moved 0.004 at most.
+# start on the smallest sets fell from 0.010 to 0.003 mAP and the means moved under 0.005.
 # The mask: 1 in the middle, 0.5 on an ellipse of half-axes 30 % of the width and 55 % of the
 # height (a person fills the box's height down its middle), 0 from 1.5 times that out.
 MIX_HALF_WIDTH, MIX_HALF_HEIGHT = 0.30, 0.55
