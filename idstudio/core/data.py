@@ -301,10 +301,12 @@ class CropReader:
 class CropStore:
     """The crops of a set of instances (``ids``), by row: ``get(rows)`` -> uint8 (n, 3, H, W).
 
-    Streams from ``crops.db`` through a ``CropReader`` (``CropStore.load``), or holds given
-    uint8 images (tests, small sets). Picklable: DataLoader workers read on their own."""
+    Reads the decoded-crop cache (a ``core.crop_cache.CachedCrops``; ``crop_cache.crop_store``
+    chooses it where it is up to date), streams from ``crops.db`` through a ``CropReader``
+    (``CropStore.load``), or holds given uint8 images (tests, small sets). Picklable:
+    DataLoader workers read on their own."""
 
-    def __init__(self, ids: np.ndarray, images: torch.Tensor | CropReader):
+    def __init__(self, ids: np.ndarray, images: Any):
         self.ids = np.asarray(ids, dtype=np.int64)
         self.source = images
         order = np.argsort(self.ids)
@@ -318,11 +320,26 @@ class CropStore:
         pos = np.searchsorted(self._sorted, ids)
         return self._order[np.clip(pos, 0, len(self._order) - 1)]
 
-    def get(self, rows: Sequence[int] | np.ndarray) -> torch.Tensor:
+    @property
+    def cached(self) -> bool:
+        """Read from the decoded-crop cache (a gather, no decoding)."""
+        return hasattr(self.source, "read")
+
+    def get(self, rows: Sequence[int] | np.ndarray, pin: bool = False) -> torch.Tensor:
+        """uint8 (n, 3, H, W); ``pin``: in pinned memory (where the cache gathers into it)."""
         rows = np.asarray(rows, dtype=np.int64)
+        if self.cached:
+            return self.source.read(rows, pin=pin)
         if isinstance(self.source, CropReader):
             return self.source.decode(self.ids[rows].tolist())
         return self.source[torch.from_numpy(rows)]
+
+    def pairs_batch(self, a_rows: np.ndarray, b_rows: np.ndarray, weights: np.ndarray, items: np.ndarray,
+                    pin: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One training batch gathered at once: (the a views then the b views, uint8 (2n, 3, H, W);
+        weights; pair indices), the values a DataLoader collates from ``CropPairs``."""
+        images = self.get(np.concatenate([a_rows, b_rows]), pin=pin)
+        return images, torch.as_tensor(np.asarray(weights, np.float32)), torch.as_tensor(np.asarray(items, np.int64))
 
     @classmethod
     def load(cls, project: Any, ids: Sequence[int], spec: ModelSpec, cache_mb: float = 64.0) -> "CropStore":

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
+from idstudio.core import crop_cache
 from idstudio.core.data import decode_crops_gpu, decode_crops_uint8, default_workers, gpu_decode_available
 from idstudio.core.jobs import JobContext
 
@@ -43,13 +44,19 @@ def iter_decoded(project: Any, instance_ids: Sequence[int], spec: Any, batch_siz
                  pin: bool = False, device: Any = None) -> Iterator[tuple[int, torch.Tensor]]:
     """(start, uint8 (n, 3, H, W)) batches, fetched and decoded ahead in background threads
     (OpenCV and SQLite release the GIL), in order; ``pin`` pins them for a fast GPU copy.
-    ``project`` is anything with ``crop_jpegs(ids)`` (a Project, a ``CropReader``).
+    ``project`` is anything with ``crop_jpegs(ids)`` (a Project, a ``CropReader``); a
+    Project's up-to-date crop cache (core/crop_cache.py) is read instead where it holds them.
     With a CUDA ``device`` the threads only fetch and the JPEGs are decoded on the GPU
     (``torchvision.io.decode_jpeg``); the batches are then already on it."""
     ids = np.asarray(instance_ids, dtype=np.int64)  # not a Python int per instance: a million are 36 MB
     starts = list(range(0, len(ids), batch_size))
     workers = workers or default_workers()
     prefetch = prefetch or workers + 1
+    cached = crop_cache.find_reader(project, ids, spec)
+    if cached is not None:  # decoded once already: a gather, no decoding
+        yield from crop_cache.Prefetcher(lambda s: (s, cached.read(np.arange(s, min(s + batch_size, len(ids))), pin=pin)),
+                                         starts, depth=prefetch)
+        return
     on_gpu = gpu_decode_available(device, spec)
 
     def load(start: int) -> tuple[int, Any]:

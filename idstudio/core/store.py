@@ -194,6 +194,30 @@ SCHEMA_VERSION = len(MIGRATIONS)
 CROPS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS crops (instance_id INTEGER PRIMARY KEY, jpeg BLOB NOT NULL);
 """
+# Every insert, change and removal of a crop is logged by triggers (no writer can forget it),
+# and the store has a random id: the decoded-crop cache (core/crop_cache.py) reads neither a
+# slot decoded before its crop's last change nor a cache made from another crops.db.
+CROP_LOG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS crop_meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS crop_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, instance_id INTEGER NOT NULL);
+CREATE TRIGGER IF NOT EXISTS crop_inserted AFTER INSERT ON crops
+    BEGIN INSERT INTO crop_changes (instance_id) VALUES (NEW.instance_id); END;
+CREATE TRIGGER IF NOT EXISTS crop_updated AFTER UPDATE ON crops
+    BEGIN INSERT INTO crop_changes (instance_id) VALUES (OLD.instance_id), (NEW.instance_id); END;
+CREATE TRIGGER IF NOT EXISTS crop_deleted AFTER DELETE ON crops
+    BEGIN INSERT INTO crop_changes (instance_id) VALUES (OLD.instance_id); END;
+"""
+
+
+def _install_crop_log(conn: sqlite3.Connection) -> None:
+    """The crop change log and the store's id (a read-only store without them keeps none, and
+    its crops are decoded every time, as without a cache)."""
+    try:
+        conn.executescript(CROP_LOG_SCHEMA)
+        if conn.execute("SELECT 1 FROM crop_meta WHERE key = 'store_id'").fetchone() is None:
+            conn.execute("INSERT OR IGNORE INTO crop_meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))))")
+    except sqlite3.OperationalError:
+        pass
 
 INSTANCE_COLUMNS = ("id", "video_id", "frame", "x", "y", "w", "h", "score", "source", "identity", "camera")
 
@@ -274,6 +298,7 @@ class Project:
             conn = _connect(db_path)
             crops_conn = _connect(root / CROPS_NAME)
             crops_conn.executescript(CROPS_SCHEMA)
+            _install_crop_log(crops_conn)
         except sqlite3.DatabaseError as exc:
             raise user_error(exc, root) or UserError(f"Cannot open the project database in {root}: {exc}.") from None
         project = cls(root, conn, crops_conn)
