@@ -27,6 +27,7 @@ import torch
 from idstudio.core import config as cfgmod
 from idstudio.core import runs as runbook
 from idstudio.core.config import field
+from idstudio.core import crop_cache
 from idstudio.core.data import (CropPairs, CropReader, CropStore, EpochBatches, background_donors, background_mix,
                                 train_transform)
 from idstudio.core.errors import JobCancelled, UserError
@@ -131,7 +132,12 @@ class TrainConfig(LinkFields, MiningFields):
     max_minutes: float = field(0.0, help="stop cleanly after this many minutes (0: no limit)", group="Training")
     seed: int = field(0, help="random seed", group="Training")
     device: str = field("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps", group="Hardware")
-    workers: int = field(-1, help="DataLoader worker processes (-1: auto; 0 on CPU)", group="Hardware")
+    workers: int = field(-1, help="DataLoader worker processes where crops are decoded every step (-1: auto; 0 on "
+                         "CPU); unused with the crop cache", group="Hardware")
+    crop_cache: str = field("auto", help="decoded crops, resized to the input size, kept in one file beside the store "
+                            "and brought up to date at the start of a run, so no step decodes a JPEG: auto (where the "
+                            "disk has room, else decode and say why), on (fail where it cannot), off (decode every step)",
+                            choices=["auto", "on", "off"], group="Hardware")
     amp: bool = field(True, help="mixed precision and channels-last on CUDA", group="Hardware")
 
     def spec(self, colour: bool | None = None) -> ModelSpec:
@@ -226,6 +232,10 @@ def embed_store(model: EmbeddingModel, crops: CropStore, device: torch.device, b
     try:
         if source is not None:
             batches = iter_decoded(source, ids, model.spec, batch_size, pin=device.type == "cuda", device=device)
+        elif crops.cached:  # gathered from the crop cache, a few batches ahead
+            pin = device.type == "cuda"
+            batches = iter(crop_cache.Prefetcher(lambda s: (s, crops.get(rows[s:s + batch_size], pin=pin)),
+                                                 range(0, len(rows), batch_size)))
         else:  # crops held in memory
             batches = ((s, crops.get(rows[s:s + batch_size])) for s in range(0, len(rows), batch_size))
         forward_batches(model, timed(batches), len(rows), write, ctx=ctx)
@@ -404,7 +414,7 @@ def mine(project_root: Path | Project, config: MineConfig | None = None, ctx: Jo
     model.to(device).eval()
     t0 = time.perf_counter()
     ctx.progress(0, len(table), "decoding crops")
-    crops = CropStore.load(project, table.id, model.spec)
+    crops = crop_cache.crop_store(project, table.id, model.spec)
     decode_s = time.perf_counter() - t0
     gate = _gate_on(cfg.spatial_gate, trained)
     round_id, result, timing = run_mining(project, model, crops, table, cfg, gate, key, device, ctx=ctx,
@@ -823,8 +833,9 @@ class Trainer:
         if self.use_amp:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        ctx.progress(0, len(table), "decoding crops")
-        self.crops = CropStore.load(project, table.id, model.spec)
+        note = crop_cache.ensure(project, model.spec, cfg.crop_cache, ctx) if self.writer else None
+        ctx.log(_broadcast(note))  # the other ranks wait here for the cache rank 0 builds
+        self.crops = crop_cache.crop_store(project, table.id, model.spec, use_cache=cfg.crop_cache != "off")
         self.evaluate, self.dataset_names = _evaluator(project, cfg.dataset) if self.writer else (None, [])
         self.deadline = t_start + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
         # the position: ``epoch`` and ``start_step`` say where the next step starts
@@ -918,11 +929,15 @@ class Trainer:
         self._make_loader()
 
     def _make_loader(self) -> None:
-        # One loader for the run: the batches change each epoch (EpochBatches), the dataset never
-        # (CropPairs), so its worker processes, and the crops they have decoded and cached, live
-        # on. Workers started each epoch had cold caches and cost seconds a GPU epoch does not
-        # have: on an H200 that trainer ran at 0.07x the bare loop (bench/gpu.sh).
+        # With the crop cache a batch is a gather (core/crop_cache.py), done a few batches ahead
+        # by one thread (``batches``): no loader. Without it, one loader for the run: the batches
+        # change each epoch (EpochBatches), the dataset never (CropPairs), so its worker
+        # processes, and the crops they have decoded and cached, live on. Workers started each
+        # epoch had cold caches and cost seconds a GPU epoch does not have.
         cfg, device = self.cfg, self.device
+        self.loader = None
+        if self.crops.cached:
+            return
         workers = cfg.workers if cfg.workers >= 0 else (min(4, (os.cpu_count() or 2) - 1) if device.type == "cuda" else 0)
         self.order = EpochBatches()
         kw: dict[str, Any] = {}
@@ -1015,18 +1030,22 @@ class Trainer:
         rng = np.random.default_rng([cfg.seed, self.epoch])
         ds, batches = self.sampler.epoch(cfg.batch_size, self.steps_per_epoch * self.world, rng)
         batches = batches[self.rank::self.world][self.start_step:]
+        self.n_steps = len(batches) + self.start_step
+        if self.loader is None:  # the crop cache: gathered ahead, into pinned memory on CUDA
+            pin = self.device.type == "cuda"
+            steps = [(ds.a_idx[b], ds.b_idx[b], ds.weights[b], b) for b in map(np.asarray, batches)]
+            return crop_cache.Prefetcher(lambda step: self.crops.pairs_batch(*step, pin=pin), steps, depth=4)
         self.order.batches = [ds.rows(b) for b in batches]
         # Its own generator: a DataLoader otherwise draws a seed from the global RNG, which
         # drives augmentation, so a run stopped mid-epoch and resumed would drift from then on.
         self.loader.generator = torch.Generator().manual_seed(int(cfg.seed) * 100_003 + self.epoch)
-        self.n_steps = len(batches) + self.start_step
-        return self.loader
+        return ((torch.cat([va, vb]), w, idx) for va, vb, w, idx in self.loader)
 
     def train_step(self, batch) -> None:
-        va, vb, w, idx = batch
+        views, w, idx = batch  # uint8 (2n, 3, H, W): the n a views, then the n b views
         if self.ctx.cancelled:
             self.ctx.check_cancelled()
-        x = self.augment(torch.cat([va, vb]).to(self.device, non_blocking=True))  # both views, each crop its own change
+        x = self.augment(views.to(self.device, non_blocking=True))  # each crop its own change
         if self.background_mix > 0:
             video = torch.from_numpy(np.tile(self.sampler.video_of(idx), 2))
             mix, donor = background_donors(video, self.background_mix)
@@ -1035,7 +1054,7 @@ class Trainer:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, enabled=self.use_amp):
             z = self.ddp(x)
-        za, zb = z[:len(va)], z[len(va):]  # a views first, then b
+        za, zb = z[:len(w)], z[len(w):]
         loss = self.sampler.loss(za, zb, w, idx)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -1043,7 +1062,7 @@ class Trainer:
         self.scaler.update()
         self.sched.step()
         self.global_step += 1
-        self.seen += len(va)
+        self.seen += len(w)
         self.loss = loss.detach()
         self.loss_sum += self.loss.float()  # summed on the device: no wait for the GPU every step
 

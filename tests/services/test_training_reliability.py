@@ -189,3 +189,24 @@ def test_stop_mid_epoch_and_resume_end_with_the_weights_of_an_uninterrupted_run(
     done = training.resume(project, stopped["run_id"], JobContext())
     assert done["epochs_done"] == 2
     assert same_weights(weights(project, whole["run_id"]), weights(project, stopped["run_id"]))
+
+
+def test_training_reads_the_crop_cache_and_ends_with_the_weights_of_decoding(project):
+    """The cache changes where crops come from, never what they are: a run from the cache and
+    one decoding every step end with the same weights; stopped mid-epoch and resumed (cache
+    on), it ends there too."""
+    from idstudio.core.crop_cache import CropCache
+
+    logs: list[str] = []
+    ctx = JobContext()
+    ctx.add_sink(lambda e: logs.append(e["message"]) if e["type"] == "log" else None)
+    cached = training.train(project, tiny(steps_per_epoch=3, crop_cache="on"), ctx)
+    assert any(m.startswith("Crop cache: up to date at 32x16") for m in logs)
+    with Project.open(project) as p:
+        assert CropCache.of(p, 32, 16).status(p.crops_conn)["up_to_date"]
+    decoded = training.train(project, tiny(steps_per_epoch=3, crop_cache="off"), JobContext())
+    assert same_weights(weights(project, cached["run_id"]), weights(project, decoded["run_id"]))
+    stopped = training.train(project, tiny(steps_per_epoch=3, crop_cache="on"), _stop_in_epoch(1))
+    assert stopped["status"] == "stopped"
+    training.resume(project, stopped["run_id"], JobContext())
+    assert same_weights(weights(project, cached["run_id"]), weights(project, stopped["run_id"]))
