@@ -16,7 +16,7 @@ from idstudio import __version__
 from idstudio.core.errors import JobCancelled, UserError
 from idstudio.core.failures import user_error
 
-COMMAND_MODULES = ("project", "ingest", "datasets", "training", "links", "evaluation", "models", "app", "doctor")
+COMMAND_MODULES = ("project", "ingest", "datasets", "training", "links", "evaluation", "models", "cache", "app", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ import argparse
 
 from idstudio.commands.common import ProgressBarContext, add_json_flag, add_project_argument, print_result
 from idstudio.core.store import Project
+from idstudio.services import crop_cache
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +46,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         for d in project.datasets():
             lines.append(f"  dataset {d['name']:<24} query {d['n_query'] or 0:>5}  gallery {d['n_gallery'] or 0:>6}  train {d['n_train'] or 0:>6}")
         lines.append(", ".join(f"{k} {v}" for k, v in summary.items() if k not in ("project", "schema_version")))
+        summary["crop_caches"] = crop_cache.status(project)
+        lines.append(crop_cache.describe(summary["crop_caches"]))
     print_result(args, summary, "\n".join(lines))
     return 0
 
