@@ -159,7 +159,8 @@ def link(project_root: Path | Project, config: LinkConfig | None = None, ctx: Jo
     """One link round with the given model over the tracklets of a mining round."""
     from idstudio.core.data import CropStore
     from idstudio.services.models import load_model, resolve_checkpoint
-    from idstudio.services.training import _instances, embed_store, pick_device
+    from idstudio.services.embedding import embed_store, pick_device
+    from idstudio.services.training import _instances
 
     cfg = config or LinkConfig()
     ctx = ctx or JobContext()

@@ -27,7 +27,7 @@ import torch
 from idstudio.core import config as cfgmod
 from idstudio.core import runs as runbook
 from idstudio.core.config import field
-from idstudio.core.data import (CropPairs, CropReader, CropStore, EpochBatches, background_donors, background_mix,
+from idstudio.core.data import (CropPairs, CropStore, EpochBatches, background_donors, background_mix,
                                 train_transform)
 from idstudio.core.errors import JobCancelled, UserError
 from idstudio.core.failures import user_error
@@ -38,6 +38,7 @@ from idstudio.core.mining import MiningParams, MiningResult, mine as mine_pairs
 from idstudio.core.colour import DIM as COLOUR_DIM
 from idstudio.core.model import EmbeddingModel, ModelSpec, archs, build_model, load_checkpoint, save_checkpoint
 from idstudio.core.store import Project, to_json
+from idstudio.services.embedding import embed_sharded, pick_device, rank_and_world, world_size
 from idstudio.services.links import LinkFields
 
 
@@ -150,30 +151,6 @@ def mining_params(cfg: MiningFields, gate: bool) -> MiningParams:
 
 
 # ---- helpers ----------------------------------------------------------------------------------
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) if _world() > 1 else 0)
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("CUDA was asked for but no CUDA GPU is available to PyTorch; use --device cpu or auto.")
-    if name == "cuda" and _world() > 1:
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device(name)
-
-
-def _world() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def _dist() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def _open(project_root: Path | Project) -> Project:
     return project_root if isinstance(project_root, Project) else Project.open(project_root)
 
@@ -190,72 +167,6 @@ def _instances(project: Project):
     if len(table) == 0:
         raise UserError("This project has no instances from videos to mine; import a video first (`idstudio import-video` or `import-mot`).")
     return table
-
-
-def embed_store(model: EmbeddingModel, crops: CropStore, device: torch.device, batch_size: int = 128,
-                ctx: JobContext | None = None, rows: np.ndarray | None = None,
-                timer: dict[str, float] | None = None, out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """Embeddings of the store's crops (all or ``rows``), streamed: crops are read and decoded
-    ahead in background threads (``core.embed.iter_decoded``) while the model runs, and written
-    into ``out`` (e.g. a float16 memory map; float32 in RAM when None). Returns (emb, seconds
-    in forward). ``timer`` (optional) accumulates "forward_cpu": process CPU seconds in forward."""
-    from idstudio.core.embed import forward_batches, iter_decoded
-
-    rows = np.arange(len(crops.ids)) if rows is None else rows
-    if out is None:
-        out = np.zeros((len(rows), model.spec.dim), dtype=np.float32)
-    fwd = [0.0]
-
-    def write(start: int, feats: np.ndarray) -> None:
-        out[start:start + len(feats)] = feats
-
-    def timed(batches):
-        for item in batches:  # the forward pass runs between two items of this generator
-            t0, c0 = time.perf_counter(), time.process_time()
-            yield item
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            fwd[0] += time.perf_counter() - t0
-            if timer is not None:
-                timer["forward_cpu"] = timer.get("forward_cpu", 0.0) + time.process_time() - c0
-
-    source = crops.source if isinstance(crops.source, CropReader) else None
-    ids = crops.ids[rows]
-    was_training = model.training
-    model.eval()
-    try:
-        if source is not None:
-            batches = iter_decoded(source, ids, model.spec, batch_size, pin=device.type == "cuda", device=device)
-        else:  # crops held in memory
-            batches = ((s, crops.get(rows[s:s + batch_size])) for s in range(0, len(rows), batch_size))
-        forward_batches(model, timed(batches), len(rows), write, ctx=ctx)
-    finally:
-        model.train(was_training)
-    return out, fwd[0]
-
-
-def embed_sharded(model: EmbeddingModel, crops: CropStore, device: torch.device, batch_size: int,
-                  ctx: JobContext | None, timer: dict[str, float] | None = None,
-                  out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """Each rank embeds a contiguous shard; shards are all-gathered (identical result on all ranks).
-    On one process the embeddings go straight into ``out`` when given."""
-    rank, world = _dist()
-    n = len(crops.ids)
-    if world == 1:
-        return embed_store(model, crops, device, batch_size, ctx, timer=timer, out=out)
-    bounds = np.linspace(0, n, world + 1).astype(int)
-    mine_rows = np.arange(bounds[rank], bounds[rank + 1])
-    emb, fwd = embed_store(model, crops, device, batch_size, ctx if rank == 0 else None, mine_rows, timer=timer,
-                           out=np.zeros((len(mine_rows), model.spec.dim), np.float16))
-    shards: list[Any] = [None] * world
-    torch.distributed.all_gather_object(shards, emb)
-    if out is None:
-        return np.concatenate(shards), fwd
-    start = 0
-    for shard in shards:
-        out[start:start + len(shard)] = shard
-        start += len(shard)
-    return out, fwd
 
 
 def store_round(project: Project, result: MiningResult, params: dict[str, Any], checkpoint: str,
@@ -375,7 +286,7 @@ def run_mining(project: Project, model: EmbeddingModel, crops: CropStore, table,
     t2 = time.perf_counter()
     result.stats.update({"gate": gate, "seconds_embed": t1 - t0, "seconds_forward": fwd, "seconds_match": t2 - t1})
     round_id = None
-    if store and _dist()[0] == 0:
+    if store and rank_and_world()[0] == 0:
         round_id = store_round(project, result, params.to_dict(), checkpoint, run_id)
     timing = {"embed": t1 - t0, "forward": fwd, "match": t2 - t1, "store": time.perf_counter() - t2,
               "forward_cpu": timer.get("forward_cpu", 0.0)}
@@ -646,7 +557,7 @@ def _file_size(path: Path) -> int | None:
 
 
 def _broadcast(value: Any) -> Any:
-    rank, world = _dist()
+    rank, world = rank_and_world()
     if world == 1:
         return value
     box = [value]
@@ -655,7 +566,7 @@ def _broadcast(value: Any) -> Any:
 
 
 def _init_distributed(device: torch.device) -> bool:
-    if _world() <= 1 or torch.distributed.is_initialized():
+    if world_size() <= 1 or torch.distributed.is_initialized():
         return False
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
@@ -681,7 +592,7 @@ def train(project_root: Path | Project, config: TrainConfig | None = None, ctx: 
         cfg = config or TrainConfig()
     device = pick_device(cfg.device)
     started_dist = _init_distributed(device)
-    rank, world = _dist()
+    rank, world = rank_and_world()
     locks: list[runbook.RunLock] = []  # the run's lock, held by rank 0 while it trains
     try:
         if resume and rank == 0:
