@@ -160,7 +160,7 @@ def link(project_root: Path | Project, config: LinkConfig | None = None, ctx: Jo
     from idstudio.core.data import CropStore
     from idstudio.services.models import load_model, resolve_checkpoint
     from idstudio.services.embedding import embed_store, pick_device
-    from idstudio.services.training import _instances
+    from idstudio.services.instances import training_instances
 
     cfg = config or LinkConfig()
     ctx = ctx or JobContext()
@@ -173,7 +173,7 @@ def link(project_root: Path | Project, config: LinkConfig | None = None, ctx: Jo
             raise UserError(f"There is no mining round {mining_round} in this project.")
         if not 0 < cfg.link_keep <= 1:
             raise UserError(f"--link-keep is a share of the candidate links, above 0 and at most 1, not {cfg.link_keep}.")
-        table = _instances(project)
+        table = training_instances(project)
         device = pick_device(cfg.device)
         model, ref = load_model(project, resolve_checkpoint(project, cfg.checkpoint or None), device=str(device))
         ctx.log(f"Model: {ref.key}.")

@@ -39,6 +39,7 @@ from idstudio.core.colour import DIM as COLOUR_DIM
 from idstudio.core.model import EmbeddingModel, ModelSpec, archs, build_model, load_checkpoint, save_checkpoint
 from idstudio.core.store import Project, to_json
 from idstudio.services.embedding import embed_sharded, pick_device, rank_and_world, world_size
+from idstudio.services.instances import training_instances
 from idstudio.services.links import LinkFields
 
 
@@ -153,20 +154,6 @@ def mining_params(cfg: MiningFields, gate: bool) -> MiningParams:
 # ---- helpers ----------------------------------------------------------------------------------
 def _open(project_root: Path | Project) -> Project:
     return project_root if isinstance(project_root, Project) else Project.open(project_root)
-
-
-def _instances(project: Project):
-    """The instances training and mining may use: every video's, less the frames that a
-    cross-time split holds out."""
-    from idstudio.services.splits import training_mask
-
-    table = project.instance_table()
-    keep = training_mask(project, table)
-    if not keep.all():
-        table = table.subset(np.flatnonzero(keep))
-    if len(table) == 0:
-        raise UserError("This project has no instances from videos to mine; import a video first (`idstudio import-video` or `import-mot`).")
-    return table
 
 
 def store_round(project: Project, result: MiningResult, params: dict[str, Any], checkpoint: str,
@@ -300,7 +287,7 @@ def mine(project_root: Path | Project, config: MineConfig | None = None, ctx: Jo
     cfg = config or MineConfig()
     ctx = ctx or JobContext()
     project = _open(project_root)
-    table = _instances(project)
+    table = training_instances(project)
     device = pick_device(cfg.device)
     ref = resolve_checkpoint(project, cfg.checkpoint or None)
     if ref.path is None:
@@ -626,7 +613,7 @@ def _resume_config(project: Project, run_id: str, given: dict[str, Any]) -> tupl
 def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | None, device: torch.device,
            rank: int, world: int, change_lines: list[str] = (), locks: list | None = None) -> dict[str, Any]:
     writer = rank == 0
-    table = _instances(project)
+    table = training_instances(project)
     t_start = time.perf_counter()
     payload: dict[str, Any] | None = None
     colour_why = ""

@@ -13,7 +13,7 @@ import pytest
 from idstudio.core.errors import UserError
 from idstudio.core.jobs import JobContext
 from idstudio.core.store import Project
-from idstudio.services import links, review, training
+from idstudio.services import instances, links, review, training
 from idstudio.services.links import LinkConfig
 from idstudio.services.training import MineConfig, TrainConfig
 
@@ -71,7 +71,7 @@ def test_decisions_from_a_file_steer_the_links_training_uses(linked, tmp_path):
     with Project.open(root) as p:
         decided = {r["id"]: r["decision"] for r in links.link_rows(p)}
         assert decided[int(table[0]["link_id"])] == "accept" and decided[int(table[1]["link_id"])] == "reject"
-        t = training._instances(p)
+        t = instances.training_instances(p)
         used = links.training_links(p, t, out["round_id"])
         ids = {(int(t.id[x]), int(t.id[y])): w for x, y, w in used}
         accepted = tuple(sorted((int(table[0]["a"]), int(table[0]["b"]))))
@@ -112,7 +112,7 @@ def test_splitting_a_tracklet_rejects_the_pairs_across_the_cut_and_undo_restores
         action = links.split_tracklet(p, members, cut)
         rejected = [k for k, d in review.current_decisions(p).items() if d == "reject"]
         assert rejected and all((a in members[:cut]) != (b in members[:cut]) for a, b in rejected)
-        t = training._instances(p)
+        t = instances.training_instances(p)
         rid = p.scalar("SELECT MAX(id) FROM mining_rounds")
         pieces = links.round_tracklets(p, t, rid, review.current_decisions(p))
         row = {int(i): r for r, i in enumerate(t.id.tolist())}
