@@ -164,7 +164,8 @@ def task_embed(root: Path, args) -> dict:
 def task_train(root: Path, args) -> dict:
     from idstudio.core.jobs import JobContext, metric_series, read_events
     from idstudio.core.store import Project
-    from idstudio.services.training import TrainConfig, train
+    from idstudio.services.train_config import TrainConfig
+    from idstudio.services.training import train
 
     with Project.open(root) as project:
         round_id = project.scalar("SELECT MAX(id) FROM mining_rounds")

@@ -22,33 +22,10 @@ import numpy as np
 from idstudio.core.config import field
 from idstudio.core.errors import UserError
 from idstudio.core.jobs import JobContext
-from idstudio.core.links import LinkParams, LinkResult, find_links, keep_schedule, strong_tracklets
+from idstudio.core.links import LinkParams, LinkResult, find_links, strong_tracklets
 from idstudio.core.store import Project, opened, to_json
 from idstudio.core.tracklets import Tracklets
-
-
-@dataclass
-class LinkFields:
-    """Link-round settings: one copy for `idstudio link` and the trainer's link rounds."""
-
-    link_min_similarity: float = field(0.0, help="link two tracklets only when their mean features are at least this "
-                                       "similar", group="Links")
-    link_keep: float = field(0.2, help="share of candidate links kept in the first round, most reliable first",
-                             group="Links")
-    link_keep_step: float = field(0.2, help="the kept share grows by this much in each later round (at most 0.9)",
-                                  group="Links")
-    link_min_members: int = field(8, help="tracklets with fewer instances are not linked", group="Links")
-    link_mutual_k: int = field(2, help="two tracklets are a candidate when each is among the other's k nearest in its "
-                               "video", group="Links")
-    link_share: float = field(0.3, help="training: the share of pairs drawn across linked tracklets", group="Links")
-    link_min_reliability: float = field(0.7, help="the tracklets that are linked follow only pairs at least this "
-                                        "reliable (purer than the mining cut)", group="Links")
-
-    def link_params(self, round_index: int = 0) -> LinkParams:
-        return LinkParams(min_similarity=float(self.link_min_similarity),
-                          keep=keep_schedule(float(self.link_keep), float(self.link_keep_step), round_index),
-                          min_members=int(self.link_min_members), mutual_k=int(self.link_mutual_k),
-                          min_reliability=float(self.link_min_reliability))
+from idstudio.services.train_config import LinkFields
 
 
 @dataclass

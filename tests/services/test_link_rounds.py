@@ -15,7 +15,8 @@ from idstudio.core.jobs import JobContext
 from idstudio.core.store import Project
 from idstudio.services import instances, links, review, training
 from idstudio.services.links import LinkConfig
-from idstudio.services.training import MineConfig, TrainConfig
+from idstudio.services.train_config import TrainConfig
+from idstudio.services.training import MineConfig
 
 LOOSE = dict(link_min_similarity=-1.0, link_keep=1.0, link_min_members=2, link_min_reliability=0.0, device="cpu")
 

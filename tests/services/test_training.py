@@ -16,8 +16,9 @@ from idstudio.core.errors import JobCancelled, UserError
 from idstudio.core.jobs import JobContext, read_events
 from idstudio.core.model import ModelSpec, build_model, save_checkpoint
 from idstudio.core.store import Project
-from idstudio.services import training
-from idstudio.services.training import MineConfig, TrainConfig
+from idstudio.services import train_config, training
+from idstudio.services.train_config import TrainConfig
+from idstudio.services.training import MineConfig
 
 TINY = dict(arch="resnet18", dim=32, height=64, width=32, epochs=1, steps_per_epoch=3, batch_size=16,
             warmup_steps=1, remine_every=0, device="cpu", workers=0, colour="off")
@@ -227,7 +228,7 @@ def test_mine_and_train_share_one_copy_of_the_mining_fields():
 
     from idstudio.core import config as cfgmod
 
-    mining = [f.name for f in dataclasses.fields(training.MiningFields)]
+    mining = [f.name for f in dataclasses.fields(train_config.MiningFields)]
     for cls in (MineConfig, TrainConfig):
         ordered = cfgmod.ordered_fields(cls)
         groups = [f.metadata["group"] for f in ordered]

@@ -20,7 +20,7 @@ from idstudio.core.errors import UserError
 from idstudio.core.jobs import JobContext, read_events
 from idstudio.core.store import Project
 from idstudio.services import ingest, training
-from idstudio.services.training import TrainConfig
+from idstudio.services.train_config import TrainConfig
 
 TINY = dict(arch="resnet18", dim=16, height=32, width=16, epochs=2, steps_per_epoch=2, batch_size=8,
             warmup_steps=1, remine_every=0, device="cpu", workers=0, eval_every=0, gaps=[3, 6])
@@ -144,14 +144,14 @@ def test_resume_is_refused_while_another_process_trains_the_run(project):
 KILL_TRAIN = textwrap.dedent("""
     import sys, json
     from idstudio.core.jobs import JobContext
-    from idstudio.services import training
+    from idstudio.services import train_config, training
     ctx = JobContext()
     def sink(event):
         if event["type"] == "progress" and event["message"].startswith("epoch 2") and event["done"] == 1:
             print("in epoch 2", flush=True)
             import time; time.sleep(60)   # killed here
     ctx.add_sink(sink)
-    training.train(sys.argv[1], training.TrainConfig(**json.loads(sys.argv[2])), ctx)
+    training.train(sys.argv[1], train_config.TrainConfig(**json.loads(sys.argv[2])), ctx)
 """)
 
 
