@@ -44,7 +44,7 @@ def round_tracklets(project: Project, table, round_id: int, decisions: dict[tupl
     """The pseudo-tracklets of a mining round over ``table``'s rows, after human decisions
     (a rejected pair never joins one; cross-video decisions are links, not tracklets),
     following only pairs at least ``min_reliability`` reliable."""
-    from idstudio.services.training import apply_reviews, round_pairs
+    from idstudio.services.mining import apply_reviews, round_pairs
 
     a, b, rel, comp = round_pairs(project, round_id)
     a, b, rel, comp, pos = apply_reviews(a, b, rel, comp, within_video(decisions, table))

@@ -99,7 +99,7 @@ def test_train_config_form_matches_cli(qtbot):
     try:
         train_config = importlib.import_module("idstudio.services.train_config")
     except ModuleNotFoundError:
-        pytest.skip("services.training not built yet")
+        pytest.skip("services.train_config not built yet")
     from idstudio.gui.config_form import ConfigForm
 
     cls = train_config.TrainConfig

@@ -13,10 +13,10 @@ import pytest
 from idstudio.core.errors import UserError
 from idstudio.core.jobs import JobContext
 from idstudio.core.store import Project
-from idstudio.services import instances, links, review, training
+from idstudio.services import instances, links, mining, review, training
 from idstudio.services.links import LinkConfig
 from idstudio.services.train_config import TrainConfig
-from idstudio.services.training import MineConfig
+from idstudio.services.mining import MineConfig
 
 LOOSE = dict(link_min_similarity=-1.0, link_keep=1.0, link_min_members=2, link_min_reliability=0.0, device="cpu")
 
@@ -28,7 +28,7 @@ def linked_once(small_project, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("linked") / "proj"
     shutil.copytree(small_project, root)
-    training.mine(root, MineConfig(dim=32))
+    mining.mine(root, MineConfig(dim=32))
     out = links.link(root, LinkConfig(checkpoint="init", **LOOSE))
     return root, out
 
@@ -126,7 +126,7 @@ def test_splitting_a_tracklet_rejects_the_pairs_across_the_cut_and_undo_restores
 
 def test_cli_link_json(copy_project):
     root = copy_project()
-    training.mine(root, MineConfig(dim=32))
+    mining.mine(root, MineConfig(dim=32))
     cmd = [sys.executable, "-m", "idstudio", "link", str(root), "--checkpoint", "init", "--link-keep", "1.0",
            "--link-min-similarity", "-1", "--link-min-members", "2", "--link-min-reliability", "0", "--json"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
