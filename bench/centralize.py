@@ -29,7 +29,7 @@ def real_start(work: Path) -> tuple[Path, Path]:
 
     from idstudio.core import config as cfgmod
     from idstudio.core.model import build_model, save_checkpoint
-    from idstudio.services.training import TrainConfig
+    from idstudio.services.train_config import TrainConfig
 
     pristine = real.build_project(work / "pristine", real.DEFAULT_DATA)
     root = work / "centralize"  # a copy: the embedding cache never goes into the pristine project

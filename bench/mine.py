@@ -22,7 +22,8 @@ from _project import small_project  # noqa: E402
 from idstudio.core.data import CropStore  # noqa: E402
 from idstudio.core.model import ModelSpec, build_model  # noqa: E402
 from idstudio.core.store import Project  # noqa: E402
-from idstudio.services.training import MineConfig, pick_device, run_mining  # noqa: E402
+from idstudio.services.embedding import pick_device  # noqa: E402
+from idstudio.services.mining import MineConfig, run_mining  # noqa: E402
 
 
 def round_time(project, model, table, frames: int, device) -> tuple[float, float, int]:

@@ -91,7 +91,8 @@ def main() -> None:
         sys.exit(2)
 
     from idstudio.core import config as cfgmod
-    from idstudio.services.training import TrainConfig, train
+    from idstudio.services.train_config import TrainConfig
+    from idstudio.services.training import train
 
     pristine = build_project(args.work / ("pristine-small" if args.small else "pristine"), args.data, args.small)
     run_root = args.work / "run"

@@ -6,7 +6,7 @@ store rows written with ``Project.add_frames_and_instances`` and a real JPEG cro
 instance (64x32, quality 90, coloured by identity plus noise; no world is rendered) — and
 then each task runs in its own subprocess, so its peak RSS is its own:
 
-- ``mine``: one mining round (``services.training.mine``: streamed crops, float16 round
+- ``mine``: one mining round (``services.mining.mine``: streamed crops, float16 round
   embeddings, matching video by video, pairs stored);
 - ``embed``: every instance embedded into the cache (``services.evaluation.embed``);
 - ``train``: a fixed-step training slice (``services.training.train`` on the mined round,
@@ -136,7 +136,7 @@ def checkpoint(root: Path) -> Path:
 
 # ---- tasks (each in its own process) ------------------------------------------------------------------
 def task_mine(root: Path, args) -> dict:
-    from idstudio.services.training import MineConfig, mine
+    from idstudio.services.mining import MineConfig, mine
 
     cfg = MineConfig(checkpoint=str(checkpoint(root)), batch_size=512, spatial_gate="on", device="cpu")
     t0, c0 = time.perf_counter(), time.process_time()
@@ -164,7 +164,8 @@ def task_embed(root: Path, args) -> dict:
 def task_train(root: Path, args) -> dict:
     from idstudio.core.jobs import JobContext, metric_series, read_events
     from idstudio.core.store import Project
-    from idstudio.services.training import TrainConfig, train
+    from idstudio.services.train_config import TrainConfig
+    from idstudio.services.training import train
 
     with Project.open(root) as project:
         round_id = project.scalar("SELECT MAX(id) FROM mining_rounds")

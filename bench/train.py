@@ -27,7 +27,9 @@ from idstudio.core import config as cfgmod  # noqa: E402
 from idstudio.core.jobs import JobContext, metric_series, read_events  # noqa: E402
 from idstudio.core.losses import reliability_info_nce  # noqa: E402
 from idstudio.core.model import build_model  # noqa: E402
-from idstudio.services.training import TrainConfig, pick_device, train  # noqa: E402
+from idstudio.services.embedding import pick_device  # noqa: E402
+from idstudio.services.train_config import TrainConfig  # noqa: E402
+from idstudio.services.training import train  # noqa: E402
 
 
 def bare(cfg: TrainConfig, steps: int, device: torch.device) -> float:

@@ -11,7 +11,8 @@ from idstudio.core import config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from idstudio.services.training import MineConfig, TrainConfig
+    from idstudio.services.train_config import TrainConfig
+    from idstudio.services.mining import MineConfig
 
     p = sub.add_parser("mine", help="mine positive pairs between frames with the current model (one round)")
     add_project_argument(p)
@@ -39,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _mine(args: argparse.Namespace) -> int:
-    from idstudio.services.training import MineConfig, mine
+    from idstudio.services.mining import MineConfig, mine
 
     cfg = config.build(MineConfig, args.config, args)
     ctx = ProgressBarContext()
@@ -56,7 +57,8 @@ def _mine(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from idstudio.services.training import TrainConfig, train
+    from idstudio.services.train_config import TrainConfig
+    from idstudio.services.training import train
 
     cfg = config.build(TrainConfig, args.config, args)
     # On resume only what was given (flags, config file) changes the run's saved settings.
@@ -77,7 +79,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from idstudio.services.training import export_pairs
+    from idstudio.services.mining import export_pairs
 
     result = export_pairs(args.project, args.out, args.round)
     print_result(args, result, f"Wrote {result['pairs']} pairs of round {result['round_id']} to {result['out']}.")

@@ -34,12 +34,12 @@ def field_type(cls: type, f: dataclasses.Field) -> Any:
     return hints[f.name]
 
 
-def _base_type(tp: Any) -> Any:
+def base_type(tp: Any) -> Any:
     """int | None -> int; list[int] -> list."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType")):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _base_type(args[0])
+        return base_type(args[0])
     return origin or tp
 
 
@@ -66,7 +66,7 @@ def coerce(cls: type[T], data: dict[str, Any]) -> T:
         if f.name not in data:
             continue
         value = data[f.name]
-        base = _base_type(field_type(cls, f))
+        base = base_type(field_type(cls, f))
         try:
             if value is None:
                 pass
@@ -75,7 +75,7 @@ def coerce(cls: type[T], data: dict[str, Any]) -> T:
             elif base is list and isinstance(value, str):
                 inner = typing.get_args(field_type(cls, f))
                 item = inner[0] if inner and inner[0] is not type(None) else str
-                value = [_base_type(item)(v) for v in value.replace(",", " ").split()]
+                value = [base_type(item)(v) for v in value.replace(",", " ").split()]
             elif base in (int, float, str, bool):
                 value = base(value)
         except (TypeError, ValueError):
@@ -124,7 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
         if f.name in skip:
             continue
         flag = "--" + f.name.replace("_", "-")
-        base = _base_type(field_type(cls, f))
+        base = base_type(field_type(cls, f))
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         help_text = f"{f.metadata.get('help', '')} (default: {default})"
         if base is bool:

@@ -138,7 +138,7 @@ class ConfigForm(QWidget):
     # ---- widgets -----------------------------------------------------------------------
     def _make_widget(self, f: dataclasses.Field) -> QWidget:
         tp = self.types[f.name]
-        base = cfgmod._base_type(tp)
+        base = cfgmod.base_type(tp)
         choices = f.metadata.get("choices")
         default = _default(f)
         if choices is not None:
@@ -198,7 +198,7 @@ class ConfigForm(QWidget):
         if isinstance(w, QDoubleSpinBox):
             return float(w.textFromValue(w.value()))
         text = w.text().strip()  # type: ignore[union-attr]
-        base = cfgmod._base_type(self.types[name])
+        base = cfgmod.base_type(self.types[name])
         if text == "":
             return [] if base is list else (None if _is_optional(self.types[name]) else "")
         return text  # config.coerce converts (lists: comma-separated, like the CLI flag)

@@ -22,33 +22,10 @@ import numpy as np
 from idstudio.core.config import field
 from idstudio.core.errors import UserError
 from idstudio.core.jobs import JobContext
-from idstudio.core.links import LinkParams, LinkResult, find_links, keep_schedule, strong_tracklets
+from idstudio.core.links import LinkParams, LinkResult, find_links, strong_tracklets
 from idstudio.core.store import Project, opened, to_json
 from idstudio.core.tracklets import Tracklets
-
-
-@dataclass
-class LinkFields:
-    """Link-round settings: one copy for `idstudio link` and the trainer's link rounds."""
-
-    link_min_similarity: float = field(0.0, help="link two tracklets only when their mean features are at least this "
-                                       "similar", group="Links")
-    link_keep: float = field(0.2, help="share of candidate links kept in the first round, most reliable first",
-                             group="Links")
-    link_keep_step: float = field(0.2, help="the kept share grows by this much in each later round (at most 0.9)",
-                                  group="Links")
-    link_min_members: int = field(8, help="tracklets with fewer instances are not linked", group="Links")
-    link_mutual_k: int = field(2, help="two tracklets are a candidate when each is among the other's k nearest in its "
-                               "video", group="Links")
-    link_share: float = field(0.3, help="training: the share of pairs drawn across linked tracklets", group="Links")
-    link_min_reliability: float = field(0.7, help="the tracklets that are linked follow only pairs at least this "
-                                        "reliable (purer than the mining cut)", group="Links")
-
-    def link_params(self, round_index: int = 0) -> LinkParams:
-        return LinkParams(min_similarity=float(self.link_min_similarity),
-                          keep=keep_schedule(float(self.link_keep), float(self.link_keep_step), round_index),
-                          min_members=int(self.link_min_members), mutual_k=int(self.link_mutual_k),
-                          min_reliability=float(self.link_min_reliability))
+from idstudio.services.train_config import LinkFields
 
 
 @dataclass
@@ -67,7 +44,7 @@ def round_tracklets(project: Project, table, round_id: int, decisions: dict[tupl
     """The pseudo-tracklets of a mining round over ``table``'s rows, after human decisions
     (a rejected pair never joins one; cross-video decisions are links, not tracklets),
     following only pairs at least ``min_reliability`` reliable."""
-    from idstudio.services.training import apply_reviews, round_pairs
+    from idstudio.services.mining import apply_reviews, round_pairs
 
     a, b, rel, comp = round_pairs(project, round_id)
     a, b, rel, comp, pos = apply_reviews(a, b, rel, comp, within_video(decisions, table))
@@ -157,9 +134,10 @@ def _check_videos(project: Project) -> None:
 
 def link(project_root: Path | Project, config: LinkConfig | None = None, ctx: JobContext | None = None) -> dict[str, Any]:
     """One link round with the given model over the tracklets of a mining round."""
-    from idstudio.core.data import CropStore
+    from idstudio.core import crop_cache
     from idstudio.services.models import load_model, resolve_checkpoint
-    from idstudio.services.training import _instances, embed_store, pick_device
+    from idstudio.services.embedding import embed_store, pick_device
+    from idstudio.services.instances import training_instances
 
     cfg = config or LinkConfig()
     ctx = ctx or JobContext()
@@ -172,13 +150,13 @@ def link(project_root: Path | Project, config: LinkConfig | None = None, ctx: Jo
             raise UserError(f"There is no mining round {mining_round} in this project.")
         if not 0 < cfg.link_keep <= 1:
             raise UserError(f"--link-keep is a share of the candidate links, above 0 and at most 1, not {cfg.link_keep}.")
-        table = _instances(project)
+        table = training_instances(project)
         device = pick_device(cfg.device)
         model, ref = load_model(project, resolve_checkpoint(project, cfg.checkpoint or None), device=str(device))
         ctx.log(f"Model: {ref.key}.")
         ctx.progress(0, len(table), "decoding crops")
         t0 = time.perf_counter()
-        crops = CropStore.load(project, table.id, model.spec)
+        crops = crop_cache.crop_store(project, table.id, model.spec)
         emb, _ = embed_store(model, crops, device, cfg.batch_size, ctx)
         params = cfg.link_params(0)
         round_id, result = link_round(project, table, emb, int(mining_round), params, ref.key)

@@ -7,10 +7,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from idstudio.core import config as cfgmod
 from idstudio.core.errors import UserError
 from idstudio.core.model import EmbeddingModel, ModelSpec, build_model, load_checkpoint
 from idstudio.core.store import Project
 from idstudio.services import model_registry
+from idstudio.services.train_config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -89,9 +91,6 @@ def _registered(project: Project, text: str) -> CheckpointRef:
 
 def default_spec(project: Project) -> ModelSpec:
     """The spec of the project's latest training config, else the default spec."""
-    from idstudio.core import config as cfgmod
-    from idstudio.services.training import TrainConfig
-
     row = project.query("SELECT config FROM runs WHERE kind = 'train' ORDER BY created_at DESC LIMIT 1")
     if row:
         try:

@@ -1,437 +1,47 @@
-"""Mining and training jobs (ISR): ``mine(project_root, config, ctx)``, ``train(project_root, config, ctx)``.
+"""The training job (ISR): ``train(project_root, config, ctx)`` and ``resume``, the recipe
+rules that resolve ``auto`` settings, and the ``Trainer`` with its hooks.
 
-Both are plain job functions shared by the GUI (worker thread) and the CLI; ``train`` also
-runs unchanged under ``torchrun`` (DDP: gloo on CPU, NCCL on GPU). Under DDP every rank
-embeds its shard of the instances, the shards are gathered, every rank mines the same pairs
-(matching is cheap and deterministic) and trains on its share of the batches; rank 0 alone
+A plain job function shared by the GUI (worker thread) and the CLI; it also runs unchanged
+under ``torchrun`` (DDP: gloo on CPU, NCCL on GPU). Under DDP every rank embeds its shard of
+the instances, the shards are gathered, every rank mines the same pairs (matching is cheap
+and deterministic; ``services.mining``) and trains on its share of the batches; rank 0 alone
 writes to the project (rounds, pairs, checkpoints, metrics, evaluation).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
 import random
-import shutil
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 
 from idstudio.core import config as cfgmod
 from idstudio.core import runs as runbook
-from idstudio.core.config import field
 from idstudio.core import crop_cache
-from idstudio.core.data import (CropPairs, CropReader, CropStore, EpochBatches, background_donors, background_mix,
+from idstudio.core.data import (CropPairs, EpochBatches, background_donors, background_mix,
                                 train_transform)
 from idstudio.core.errors import JobCancelled, UserError
-from idstudio.core.failures import user_error
 from idstudio.core.jobs import JobContext
-from idstudio.core.sampling import SAMPLERS, frame_batches, make_sampler  # noqa: F401 - frame_batches: re-exported
 from idstudio.core.links import link_tracklets
-from idstudio.core.mining import MiningParams, MiningResult, mine as mine_pairs
-from idstudio.core.colour import DIM as COLOUR_DIM
-from idstudio.core.model import EmbeddingModel, ModelSpec, archs, build_model, load_checkpoint, save_checkpoint
+from idstudio.core.mining import MiningResult
+from idstudio.core.model import EmbeddingModel, build_model, load_checkpoint, save_checkpoint
+from idstudio.core.sampling import make_sampler
 from idstudio.core.store import Project, to_json
-from idstudio.services.links import LinkFields
-
-
-# ---- configs ----------------------------------------------------------------------------------
-@dataclass
-class MiningFields:
-    """The mining parameters: one copy for `idstudio mine` and the trainer's re-mining rounds."""
-
-    gaps: list[int] = field([1, 2, 4, 8], help="frame gaps δ between matched frames", group="Mining")
-    min_similarity: float = field(0.0, help="drop matched edges below this cosine similarity", group="Mining")
-    min_reliability: float = field(0.4, help="drop matched edges below this reliability", group="Mining")
-    reliability_rule: str = field("margin", help="how a pair's reliability is computed", choices=["margin", "similarity"], group="Mining")
-    spatial_gate: str = field("auto", help="box-position gate between t and t+δ: auto (on for a model that was not trained), on, off",
-                              choices=["auto", "on", "off"], group="Mining")
-    gate_shift: float = field(0.25, help="gate: max centre shift in box heights (times sqrt δ)", group="Mining")
-    gate_scale: float = field(1.5, help="gate: max ratio of box heights", group="Mining")
-    component_min_reliability: float = field(0.3, help="pseudo-tracklets only follow edges at least this reliable", group="Mining")
-    component_window: int = field(64, help="pseudo-tracklets never span more than this many frames", group="Mining")
-
-
-@dataclass
-class MineConfig(MiningFields):
-    GROUPS: ClassVar[tuple[str, ...]] = ("Model", "Mining", "Hardware")
-
-    checkpoint: str = field("", help="model to embed with: a run id, a .pt file, 'init', or empty for the latest run", group="Model")
-    arch: str = field("resnet18", help="architecture of the random init when no checkpoint exists",
-                      choices=list(archs()), group="Model")
-    height: int = field(64, help="crop height for the random init", group="Model")
-    width: int = field(32, help="crop width for the random init", group="Model")
-    dim: int = field(256, help="embedding size of the random init", group="Model")
-    weights: str = field("auto", help="start of the init model: auto (cached ImageNet, else random), imagenet, none or a .pth file", group="Model")
-    batch_size: int = field(128, help="images per embedding batch", group="Hardware")
-    device: str = field("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps", group="Hardware")
-
-
-@dataclass
-class TrainConfig(LinkFields, MiningFields):
-    GROUPS: ClassVar[tuple[str, ...]] = ("Model", "Training", "Mining", "Links", "Hardware")
-    INFO_KEYS: ClassVar[tuple[str, ...]] = ("start",)  # written into config.json, never read back as settings
-
-    arch: str = field("mobilenet_v2", help="backbone", choices=list(archs()), group="Model")
-    dim: int = field(256, help="embedding size of the learned part (a colour part adds its 512 bins)", group="Model")
-    height: int = field(128, help="crop height", group="Model")
-    width: int = field(64, help="crop width", group="Model")
-    pooling: str = field("gem", help="global pooling", choices=["gem", "avg"], group="Model")
-    last_stride: int = field(2, help="stride of the last ResNet stage (1: finer map, slower)", choices=[1, 2], group="Model")
-    colour: str = field("auto", help="a fixed colour-histogram part beside the learned embedding: on, off, or auto (on "
-                        "when a colour histogram beats the start model on the labelled datasets, or when there are none)",
-                        choices=["auto", "on", "off"], group="Model")
-    colour_weight: float = field(3.0, help="weight of the colour part against the learned part", group="Model")
-    weights: str = field("auto", help="start: auto (offline ImageNet weights, else random), imagenet, none or a .pth file",
-                         group="Model")
-    init: str = field("", help="start from this idstudio checkpoint or run id instead", group="Model")
-    freeze: float = field(0.5, help="share of the backbone's leading modules kept frozen (weights and BatchNorm "
-                          "statistics); 0: train all", group="Training")
-    epochs: int = field(8, help="training epochs", group="Training")
-    steps_per_epoch: int = field(40, help="batches per epoch (0: one pass over the pairs)", group="Training")
-    batch_size: int = field(32, help="pairs per batch (per process under torchrun)", group="Training")
-    optimizer: str = field("adamw", help="optimiser", choices=["adamw", "sgd"], group="Training")
-    lr: float = field(3e-4, help="peak learning rate", group="Training")
-    weight_decay: float = field(5e-4, help="weight decay", group="Training")
-    warmup_steps: int = field(20, help="linear warm-up steps before the cosine decay", group="Training")
-    tau: float = field(0.1, help="InfoNCE temperature", group="Training")
-    sampler: str = field("tracklet", help="positives and negatives: tracklet (far-apart members of a pseudo-tracklet, "
-                         "only certain negatives: same frame or another video) or pairs (ISR's adjacent pairs, in-batch "
-                         "negatives)", choices=list(SAMPLERS), group="Training")
-    other_video_negatives: str = field("auto", help="tracklet sampler: people of other videos are negatives too (on: "
-                                       "only where you know the videos show different people), or only other people of "
-                                       "the same frame (off); auto: off (with them, telling the videos apart by their "
-                                       "scene was rewarded, and the cross-camera sets fell)",
-                                       choices=["auto", "on", "off"], group="Training")
-    augment: float = field(-1.0, help="camera-like augmentation strength (0: none; -1: auto, 1.0 without the colour "
-                           "part, where colour casts differ between cameras, 0.3 with it, where colour is a cue to keep)",
-                           group="Training")
-    background_mix: float = field(-1.0, help="share of the crops that keep their centre (the person) and take their "
-                                  "surroundings from a crop of another video, so a tracklet's shared background is no "
-                                  "cue; at 0.5 one view of every pair (0: none; -1: auto, 0.5 with the colour part, "
-                                  "i.e. real video, 0 without)",
-                                  group="Training")
-    start_round: int = field(0, help="train first on this stored mining round (its id, e.g. one reviewed in the Pairs "
-                             "view) instead of mining a new one; 0: mine", group="Training")
-    remine_every: int = field(4, help="re-mine pairs with the current model every N epochs (0: never)", group="Training")
-    links: str = field("auto", help="cross-video link rounds at each re-mining, and the linked tracklets as positives "
-                       "across videos: on, off, or auto (on where the colour part is off, i.e. the videos look like "
-                       "cameras that may show the same people, there are two or more, and other videos' people "
-                       "are not taken as negatives)",
-                       choices=["auto", "on", "off"], group="Links")
-    eval_every: int = field(2, help="evaluate on the labelled datasets every N epochs (0: only at the end)", group="Training")
-    dataset: str = field("", help="labelled datasets to evaluate on each epoch, comma-separated (empty: all of them)",
-                         group="Training")
-    max_minutes: float = field(0.0, help="stop cleanly after this many minutes (0: no limit)", group="Training")
-    seed: int = field(0, help="random seed", group="Training")
-    device: str = field("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps", group="Hardware")
-    workers: int = field(-1, help="DataLoader worker processes where crops are decoded every step (-1: auto; 0 on "
-                         "CPU); unused with the crop cache", group="Hardware")
-    crop_cache: str = field("auto", help="decoded crops, resized to the input size, kept in one file beside the store "
-                            "and brought up to date at the start of a run, so no step decodes a JPEG: auto (where the "
-                            "disk has room, else decode and say why), on (fail where it cannot), off (decode every step)",
-                            choices=["auto", "on", "off"], group="Hardware")
-    amp: bool = field(True, help="mixed precision and channels-last on CUDA", group="Hardware")
-
-    def spec(self, colour: bool | None = None) -> ModelSpec:
-        """The model's spec; ``colour`` overrides the (resolved) colour setting."""
-        on = self.colour == "on" if colour is None else colour
-        return ModelSpec(self.arch, self.dim + (COLOUR_DIM if on else 0), self.height, self.width, self.pooling,
-                         int(self.last_stride), float(self.colour_weight) if on else 0.0)
-
-
-def mining_params(cfg: MiningFields, gate: bool) -> MiningParams:
-    return MiningParams(gaps=[int(g) for g in cfg.gaps], min_similarity=cfg.min_similarity,
-                        min_reliability=cfg.min_reliability, reliability_rule=cfg.reliability_rule,
-                        spatial_gate=gate, gate_shift=cfg.gate_shift, gate_scale=cfg.gate_scale,
-                        component_min_reliability=cfg.component_min_reliability,
-                        component_window=cfg.component_window)
-
-
-# ---- helpers ----------------------------------------------------------------------------------
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) if _world() > 1 else 0)
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("CUDA was asked for but no CUDA GPU is available to PyTorch; use --device cpu or auto.")
-    if name == "cuda" and _world() > 1:
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device(name)
-
-
-def _world() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def _dist() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+from idstudio.services.embedding import pick_device, rank_and_world, world_size
+from idstudio.services.instances import training_instances
+from idstudio.services.mining import apply_reviews, gate_on, review_decisions, round_pairs, run_mining
+from idstudio.services.train_config import TrainConfig
 
 
 def _open(project_root: Path | Project) -> Project:
     return project_root if isinstance(project_root, Project) else Project.open(project_root)
-
-
-def _instances(project: Project):
-    """The instances training and mining may use: every video's, less the frames that a
-    cross-time split holds out."""
-    from idstudio.services.splits import training_mask
-
-    table = project.instance_table()
-    keep = training_mask(project, table)
-    if not keep.all():
-        table = table.subset(np.flatnonzero(keep))
-    if len(table) == 0:
-        raise UserError("This project has no instances from videos to mine; import a video first (`idstudio import-video` or `import-mot`).")
-    return table
-
-
-def embed_store(model: EmbeddingModel, crops: CropStore, device: torch.device, batch_size: int = 128,
-                ctx: JobContext | None = None, rows: np.ndarray | None = None,
-                timer: dict[str, float] | None = None, out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """Embeddings of the store's crops (all or ``rows``), streamed: crops are read and decoded
-    ahead in background threads (``core.embed.iter_decoded``) while the model runs, and written
-    into ``out`` (e.g. a float16 memory map; float32 in RAM when None). Returns (emb, seconds
-    in forward). ``timer`` (optional) accumulates "forward_cpu": process CPU seconds in forward."""
-    from idstudio.core.embed import forward_batches, iter_decoded
-
-    rows = np.arange(len(crops.ids)) if rows is None else rows
-    if out is None:
-        out = np.zeros((len(rows), model.spec.dim), dtype=np.float32)
-    fwd = [0.0]
-
-    def write(start: int, feats: np.ndarray) -> None:
-        out[start:start + len(feats)] = feats
-
-    def timed(batches):
-        for item in batches:  # the forward pass runs between two items of this generator
-            t0, c0 = time.perf_counter(), time.process_time()
-            yield item
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            fwd[0] += time.perf_counter() - t0
-            if timer is not None:
-                timer["forward_cpu"] = timer.get("forward_cpu", 0.0) + time.process_time() - c0
-
-    source = crops.source if isinstance(crops.source, CropReader) else None
-    ids = crops.ids[rows]
-    was_training = model.training
-    model.eval()
-    try:
-        if source is not None:
-            batches = iter_decoded(source, ids, model.spec, batch_size, pin=device.type == "cuda", device=device)
-        elif crops.cached:  # gathered from the crop cache, a few batches ahead
-            pin = device.type == "cuda"
-            batches = iter(crop_cache.Prefetcher(lambda s: (s, crops.get(rows[s:s + batch_size], pin=pin)),
-                                                 range(0, len(rows), batch_size)))
-        else:  # crops held in memory
-            batches = ((s, crops.get(rows[s:s + batch_size])) for s in range(0, len(rows), batch_size))
-        forward_batches(model, timed(batches), len(rows), write, ctx=ctx)
-    finally:
-        model.train(was_training)
-    return out, fwd[0]
-
-
-def embed_sharded(model: EmbeddingModel, crops: CropStore, device: torch.device, batch_size: int,
-                  ctx: JobContext | None, timer: dict[str, float] | None = None,
-                  out: np.ndarray | None = None) -> tuple[np.ndarray, float]:
-    """Each rank embeds a contiguous shard; shards are all-gathered (identical result on all ranks).
-    On one process the embeddings go straight into ``out`` when given."""
-    rank, world = _dist()
-    n = len(crops.ids)
-    if world == 1:
-        return embed_store(model, crops, device, batch_size, ctx, timer=timer, out=out)
-    bounds = np.linspace(0, n, world + 1).astype(int)
-    mine_rows = np.arange(bounds[rank], bounds[rank + 1])
-    emb, fwd = embed_store(model, crops, device, batch_size, ctx if rank == 0 else None, mine_rows, timer=timer,
-                           out=np.zeros((len(mine_rows), model.spec.dim), np.float16))
-    shards: list[Any] = [None] * world
-    torch.distributed.all_gather_object(shards, emb)
-    if out is None:
-        return np.concatenate(shards), fwd
-    start = 0
-    for shard in shards:
-        out[start:start + len(shard)] = shard
-        start += len(shard)
-    return out, fwd
-
-
-def store_round(project: Project, result: MiningResult, params: dict[str, Any], checkpoint: str,
-                run_id: str | None = None) -> int:
-    """One mining round and its pairs, in one transaction."""
-    stats = result.stats
-    with project.transaction():
-        cursor = project.conn.execute(
-            "INSERT INTO mining_rounds (run_id, checkpoint, params, n_pairs, precision, recall, largest_component_share, stats, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, checkpoint, to_json(params), len(result), stats.get("precision"), stats.get("recall"),
-             stats.get("largest_component_share"), to_json(stats), time.time()))
-        round_id = int(cursor.lastrowid)
-        for s0 in range(0, len(result), 65536):  # chunks: never a Python object per pair for a whole round
-            sl = slice(s0, s0 + 65536)
-            project.conn.executemany(
-                "INSERT INTO pairs (round_id, a, b, gap, similarity, reliability, component) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                zip([round_id] * len(result.a[sl]), result.a[sl].tolist(), result.b[sl].tolist(), result.gap[sl].tolist(),
-                    result.similarity[sl].astype(float).tolist(), result.reliability[sl].astype(float).tolist(),
-                    result.component[sl].tolist()))
-    return round_id
-
-
-def round_pairs(project: Project, round_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A stored round's (a, b, reliability, component) columns, read in chunks into numpy."""
-    parts = []
-    with project.lock:
-        cursor = project.conn.execute("SELECT a, b, reliability, IFNULL(component, -1) FROM pairs WHERE round_id = ? "
-                                      "ORDER BY id", (round_id,))
-        while rows := cursor.fetchmany(65536):
-            parts.append(np.array(rows, dtype=np.float64).reshape(len(rows), 4))
-    cols = np.concatenate(parts) if parts else np.zeros((0, 4))
-    return (cols[:, 0].astype(np.int64), cols[:, 1].astype(np.int64), cols[:, 2].astype(np.float32),
-            cols[:, 3].astype(np.int64))
-
-
-def _decisions(project: Project) -> dict[tuple[int, int], str]:
-    try:
-        from idstudio.services.review import current_decisions
-    except ImportError:
-        return {}
-    try:
-        return current_decisions(project)
-    except Exception:  # noqa: BLE001 - a review store problem must not stop mining
-        return {}
-
-
-def apply_reviews(a: np.ndarray, b: np.ndarray, rel: np.ndarray, comp: np.ndarray,
-                  decisions: dict[tuple[int, int], str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Human decisions override mining: accepted -> reliability 1 (added if not mined),
-    rejected -> never a positive, kept as an explicit negative row. Returns a, b, weight,
-    component, positive."""
-    positive = np.ones(len(a), dtype=bool)
-    rel = rel.astype(np.float32).copy()
-    if not decisions:
-        return a, b, rel, comp, positive
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    index = {(int(x), int(y)): i for i, (x, y) in enumerate(zip(lo, hi))}
-    extra_a, extra_b, extra_pos = [], [], []
-    for (x, y), decision in decisions.items():
-        i = index.get((x, y))
-        if i is not None:
-            if decision == "accept":
-                rel[i] = 1.0
-            elif decision == "reject":
-                positive[i] = False
-                rel[i] = 1.0
-                comp[i] = -1
-        else:
-            extra_a.append(x)
-            extra_b.append(y)
-            extra_pos.append(decision == "accept")
-    if extra_a:
-        k = len(extra_a)
-        a = np.concatenate([a, extra_a]).astype(np.int64)
-        b = np.concatenate([b, extra_b]).astype(np.int64)
-        rel = np.concatenate([rel, np.ones(k, np.float32)])
-        comp = np.concatenate([comp, np.full(k, -1)])
-        positive = np.concatenate([positive, np.array(extra_pos, dtype=bool)])
-    return a, b, rel, comp, positive
-
-
-# ---- mining job ---------------------------------------------------------------------------------
-def _gate_on(setting: str, trained: bool) -> bool:
-    return setting == "on" or (setting == "auto" and not trained)
-
-
-def run_mining(project: Project, model: EmbeddingModel, crops: CropStore, table, cfg: Any, gate: bool,
-               checkpoint: str, device: torch.device, run_id: str | None = None, ctx: JobContext | None = None,
-               batch_size: int = 128, store: bool = True,
-               keep_embeddings: bool = False) -> tuple[int | None, MiningResult, dict[str, float]]:
-    """One round; ``keep_embeddings``: the result carries them (float16) for a link round."""
-    t0 = time.perf_counter()
-    timer: dict[str, float] = {}
-    # The round's embeddings go to a float16 file, read back video by video by the matcher:
-    # memory holds a batch and one video, never the round.
-    from idstudio.core.embed import RowFile
-
-    folder = project.cache_dir / "rounds"
-    folder.mkdir(exist_ok=True)
-    path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:8]}.npy"
-    try:
-        emb = RowFile(path, len(crops.ids), model.spec.dim)
-    except OSError as exc:  # a full or read-only disk: one sentence, nothing stored yet
-        path.unlink(missing_ok=True)
-        raise (user_error(exc, project.root) or exc) from None
-    try:
-        emb, fwd = embed_sharded(model, crops, device, batch_size, ctx, timer, out=emb)
-        t1 = time.perf_counter()
-        params = mining_params(cfg, gate)
-        result = mine_pairs(table.id, table.video_id, table.frame, table.boxes, emb, params, identity=table.identity)
-        if keep_embeddings:
-            result.embeddings = emb[np.arange(len(emb))]
-    finally:
-        emb.close()
-        path.unlink(missing_ok=True)
-    t2 = time.perf_counter()
-    result.stats.update({"gate": gate, "seconds_embed": t1 - t0, "seconds_forward": fwd, "seconds_match": t2 - t1})
-    round_id = None
-    if store and _dist()[0] == 0:
-        round_id = store_round(project, result, params.to_dict(), checkpoint, run_id)
-    timing = {"embed": t1 - t0, "forward": fwd, "match": t2 - t1, "store": time.perf_counter() - t2,
-              "forward_cpu": timer.get("forward_cpu", 0.0)}
-    return round_id, result, timing
-
-
-def mine(project_root: Path | Project, config: MineConfig | None = None, ctx: JobContext | None = None) -> dict[str, Any]:
-    """One mining round with the given model; stored with its parameters and checkpoint."""
-    from idstudio.services.models import load_model, resolve_checkpoint
-
-    cfg = config or MineConfig()
-    ctx = ctx or JobContext()
-    project = _open(project_root)
-    table = _instances(project)
-    device = pick_device(cfg.device)
-    ref = resolve_checkpoint(project, cfg.checkpoint or None)
-    if ref.path is None:
-        model, message = build_model(ModelSpec(cfg.arch, cfg.dim, cfg.height, cfg.width, last_stride=2), weights=cfg.weights, seed=0)
-        trained = False  # ImageNet features are not identity features: the gate stays on (auto)
-        imagenet = message.startswith("Start: ImageNet")
-        key = f"init:{cfg.weights}" if cfg.weights not in ("auto", "none") else ("init:imagenet" if imagenet else "init")
-    else:
-        model, _ = load_model(project, ref)
-        message, trained, key = f"Model: {ref.key}.", True, ref.key
-    ctx.log(message)
-    model.to(device).eval()
-    t0 = time.perf_counter()
-    ctx.progress(0, len(table), "decoding crops")
-    crops = crop_cache.crop_store(project, table.id, model.spec)
-    decode_s = time.perf_counter() - t0
-    gate = _gate_on(cfg.spatial_gate, trained)
-    round_id, result, timing = run_mining(project, model, crops, table, cfg, gate, key, device, ctx=ctx,
-                                          batch_size=cfg.batch_size)
-    if len(result) == 0:
-        ctx.log("No pairs were mined.")
-    s = result.stats
-    out = {"round_id": round_id, "n_pairs": len(result), "precision": s.get("precision"), "recall": s.get("recall"),
-           "largest_component_share": s.get("largest_component_share"), "n_components": s.get("n_components"),
-           "gate": gate, "checkpoint": key, "instances": len(table),
-           "seconds": round(decode_s + timing["embed"] + timing["match"] + timing["store"], 2), "seconds_decode": round(decode_s, 3),
-           "seconds_forward": round(timing["forward"], 3), "seconds_match": round(timing["match"], 3),
-           "seconds_store": round(timing["store"], 3)}
-    for name in ("precision", "recall", "largest_component_share"):
-        if out[name] is not None:
-            ctx.metric(f"mine/{name}", round_id or 0, out[name])
-    return out
 
 
 # ---- training ---------------------------------------------------------------------------------
@@ -656,7 +266,7 @@ def _file_size(path: Path) -> int | None:
 
 
 def _broadcast(value: Any) -> Any:
-    rank, world = _dist()
+    rank, world = rank_and_world()
     if world == 1:
         return value
     box = [value]
@@ -665,7 +275,7 @@ def _broadcast(value: Any) -> Any:
 
 
 def _init_distributed(device: torch.device) -> bool:
-    if _world() <= 1 or torch.distributed.is_initialized():
+    if world_size() <= 1 or torch.distributed.is_initialized():
         return False
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
@@ -691,7 +301,7 @@ def train(project_root: Path | Project, config: TrainConfig | None = None, ctx: 
         cfg = config or TrainConfig()
     device = pick_device(cfg.device)
     started_dist = _init_distributed(device)
-    rank, world = _dist()
+    rank, world = rank_and_world()
     locks: list[runbook.RunLock] = []  # the run's lock, held by rank 0 while it trains
     try:
         if resume and rank == 0:
@@ -725,7 +335,7 @@ def _resume_config(project: Project, run_id: str, given: dict[str, Any]) -> tupl
 def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | None, device: torch.device,
            rank: int, world: int, change_lines: list[str] = (), locks: list | None = None) -> dict[str, Any]:
     writer = rank == 0
-    table = _instances(project)
+    table = training_instances(project)
     t_start = time.perf_counter()
     payload: dict[str, Any] | None = None
     colour_why = ""
@@ -794,12 +404,30 @@ def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | No
     except torch.cuda.OutOfMemoryError:
         if writer:
             run.set(status="failed", error="out of GPU memory", finished_at=time.time())
-        raise UserError(f"Out of GPU memory at batch size {cfg.batch_size}; try --batch-size {max(cfg.batch_size // 2, 2)} "
-                        f"and `--resume {run_id}` (its last checkpoint is kept).") from None
+        raise UserError(out_of_memory_sentence(model, cfg, device, run_id)) from None
     except BaseException as exc:
         if writer:
             run.set(status="failed", error=str(exc)[:500] or type(exc).__name__, finished_at=time.time())
         raise
+
+
+def out_of_memory_sentence(model: EmbeddingModel, cfg: TrainConfig, device: torch.device, run_id: str) -> str:
+    """What to do after a run ran out of GPU memory: the largest batch that fits, found by trying."""
+    from idstudio.core.fit import batch_fits, largest_fitting
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    use_amp = bool(cfg.amp) and device.type == "cuda"
+    try:
+        model.train()
+        best = largest_fitting(batch_fits(model, cfg.height, cfg.width, device, use_amp), cfg.batch_size)
+    except RuntimeError:  # the device is in no state to try: say what is known
+        best = None
+    if best is None:
+        return (f"Out of GPU memory at batch size {cfg.batch_size}, and not even 2 pairs fit beside what else holds "
+                f"this GPU; free it (other programs) or use --device cpu, then `--resume {run_id}`.")
+    return (f"Out of GPU memory at batch size {cfg.batch_size}; the largest that fits is {best} (tried on this GPU): "
+            f"use --batch-size {best} and `--resume {run_id}` (its last checkpoint is kept).")
 
 
 class Hook:
@@ -883,7 +511,7 @@ class Trainer:
                                            **{k: row[0][k] for k in ("precision", "recall", "largest_component_share")}})
             ctx.log(f"Training on stored mining round {round_id} ({row[0]['n_pairs']} pairs).")
         if round_id is None:
-            result = self.remine(0, _gate_on(cfg.spatial_gate, self.trained_start))
+            result = self.remine(0, gate_on(cfg.spatial_gate, self.trained_start))
             pairs = (result.a, result.b, result.reliability.astype(np.float32), result.component)
         else:
             pairs = _broadcast(round_pairs(self.project, round_id) if writer else None)
@@ -902,7 +530,7 @@ class Trainer:
             self.opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
         else:
             self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        decisions = _broadcast(_decisions(self.project) if writer else {})
+        decisions = _broadcast(review_decisions(self.project) if writer else {})
         if self.use_links:  # cross-video decisions are about links: training_links reads them
             from idstudio.services.links import within_video
 
@@ -1089,6 +717,16 @@ class Trainer:
             torch.distributed.barrier()
         return self.summary()
 
+    @property
+    def images_per_s(self) -> float:
+        """Crops through the model per second in this epoch so far (two a pair)."""
+        return 2 * self.seen / max(self.epoch_seconds, 1e-9)
+
+    def peak_gpu_mb(self) -> float | None:
+        if self.device.type != "cuda":
+            return None
+        return round(torch.cuda.max_memory_allocated(self.device) / 2 ** 20, 1)
+
     def summary(self) -> dict[str, Any]:
         last_round = self.history["rounds"][-1] if self.history["rounds"] else {}
         m = self.last_metrics
@@ -1101,7 +739,8 @@ class Trainer:
                    "largest_component_share": last_round.get("largest_component_share"),
                    "rounds": self.history["rounds"], "link_rounds": self.history["link_rounds"],
                    "seconds": round(time.perf_counter() - self.t_start, 1), "device": str(self.device),
-                   "world_size": self.world}
+                   "world_size": self.world, "images_per_s": round(self.images_per_s, 1),
+                   "peak_gpu_mb": self.peak_gpu_mb()}
         if self.writer:
             self.run.set(status=summary["status"], summary=to_json(summary), finished_at=time.time())
         return summary
@@ -1146,6 +785,9 @@ class EpochMetrics(Hook):
     def after_epoch(self, t: Trainer) -> None:
         if t.writer:
             t.ctx.metric("train/pairs_per_s", t.epoch + 1, t.seen / t.epoch_seconds)
+            t.ctx.metric("train/images_per_s", t.epoch + 1, t.images_per_s)
+            if t.peak_gpu_mb() is not None:
+                t.ctx.metric("train/peak_gpu_mb", t.epoch + 1, t.peak_gpu_mb())
             t.ctx.metric("train/epoch_loss", t.epoch + 1, float(t.loss_sum) / max(1, t.n_steps - t.start_step))
 
 
@@ -1180,42 +822,11 @@ class EpochLog(Hook):
         if t.writer:
             steps = max(1, t.n_steps - t.start_step)
             rate = t.seen / t.epoch_seconds
-            t.ctx.log(f"epoch {t.done_epoch}: loss {float(t.loss_sum) / steps:.4f}, {rate:.1f} pairs/s"
+            gpu = t.peak_gpu_mb()
+            t.ctx.log(f"epoch {t.done_epoch}: loss {float(t.loss_sum) / steps:.4f}, {rate:.1f} pairs/s "
+                      f"({t.images_per_s:.0f} images/s)" + (f", peak GPU memory {gpu:.0f} MB" if gpu is not None else "")
                       + (f", mAP {_describe_map(t.last_metrics)}" if "mAP" in t.last_metrics else ""))
 
 
 def default_hooks() -> list[Hook]:
     return [Remine(), StepMetrics(), StopWhenAsked(), EpochMetrics(), Evaluate(), Checkpoint(), EpochLog()]
-
-
-def export_pairs(project_root: Path | Project, out: Path, round_id: int | None = None) -> dict[str, Any]:
-    """CSV of the latest (or given) round: both instances' video, frame and box, similarity,
-    reliability, component and the current review decision."""
-    import csv
-
-    project = _open(project_root)
-    if round_id is None:
-        round_id = project.scalar("SELECT MAX(id) FROM mining_rounds")
-    if round_id is None:
-        raise UserError("This project has no mining round yet; run `idstudio mine PROJECT` first.")
-    rows = project.query(
-        """SELECT p.id, p.a, p.b, p.gap, p.similarity, p.reliability, p.component,
-                  va.name AS video, ia.frame AS frame_a, ia.x AS xa, ia.y AS ya, ia.w AS wa, ia.h AS ha,
-                  ib.frame AS frame_b, ib.x AS xb, ib.y AS yb, ib.w AS wb, ib.h AS hb
-           FROM pairs p JOIN instances ia ON ia.id = p.a JOIN instances ib ON ib.id = p.b
-           LEFT JOIN videos va ON va.id = ia.video_id WHERE p.round_id = ? ORDER BY p.id""", (round_id,))
-    decisions = _decisions(project)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["pair_id", "round_id", "video", "a", "frame_a", "x_a", "y_a", "w_a", "h_a",
-                    "b", "frame_b", "x_b", "y_b", "w_b", "h_b", "gap", "similarity", "reliability", "component", "review"])
-        for r in rows:
-            key = (min(r["a"], r["b"]), max(r["a"], r["b"]))
-            w.writerow([r["id"], round_id, r["video"], r["a"], r["frame_a"], r["xa"], r["ya"], r["wa"], r["ha"],
-                        r["b"], r["frame_b"], r["xb"], r["yb"], r["wb"], r["hb"], r["gap"],
-                        f"{r['similarity']:.6f}", f"{r['reliability']:.6f}", r["component"], decisions.get(key, "")])
-    os.replace(tmp, out)
-    return {"round_id": int(round_id), "pairs": len(rows), "out": str(out)}

@@ -88,7 +88,7 @@ def test_full_disk_during_import_is_one_sentence_and_the_same_import_resumes(sma
 
 
 def test_full_disk_during_mining_is_one_sentence_and_loses_nothing(small_disk, tmp_path):
-    from idstudio.services import training
+    from idstudio.services import mining
 
     video, det = make_walk_video(tmp_path / "walk.avi", n_frames=40)
     root = small_disk.path / "p"
@@ -100,7 +100,7 @@ def test_full_disk_during_mining_is_one_sentence_and_loses_nothing(small_disk, t
                 handle.write(b"\0" * 4096)
                 handle.flush()
     with pytest.raises(UserError, match=r"^The disk holding .* is full, so the last batch was not written .*; free some space"):
-        training.mine(root, training.MineConfig(dim=16, height=32, width=16, gaps=[1]))
+        mining.mine(root, mining.MineConfig(dim=16, height=32, width=16, gaps=[1]))
     filler.unlink()
     with Project.open(root) as project:
         assert project.count("instances") == 120 and project.count("mining_rounds") == 0
@@ -136,7 +136,7 @@ def read_only(root: Path, how: str):
 def test_read_only_project_is_one_sentence_and_loses_nothing(tmp_path, real_data, how):
     if not ROOT:
         pytest.skip("root ignores file permissions; a read-only project is made with chattr +i or a mount, which need root")
-    from idstudio.services import evaluation, training
+    from idstudio.services import evaluation, mining
 
     video, det = make_walk_video(tmp_path / "walk.avi", n_frames=40)
     other, other_det = make_walk_video(tmp_path / "other.avi", n_frames=20, seed=5)
@@ -150,7 +150,7 @@ def test_read_only_project_is_one_sentence_and_loses_nothing(tmp_path, real_data
         with pytest.raises(UserError, match=sentence):
             ingest.import_video(path, other, det_file=other_det)
         with pytest.raises(UserError, match=sentence):
-            training.mine(path, training.MineConfig(dim=16, height=32, width=16, gaps=[1]))
+            mining.mine(path, mining.MineConfig(dim=16, height=32, width=16, gaps=[1]))
         with pytest.raises(UserError, match=sentence):
             with Project.open(path) as project:
                 evaluation.evaluate(project, "init")

@@ -110,7 +110,7 @@ def test_mine_review_ten_by_keyboard_undo_redo_and_reopen(qtbot, window, copy_pr
     window.open_project(root)
     pairs = window.show_view("pairs")
     if pairs.mine_form is None:
-        pytest.skip("services.training.MineConfig is not available")
+        pytest.skip("services.mining.MineConfig is not available")
     handle = pairs.start_mining()
     _wait_job(qtbot, window, handle, timeout=300000)
     qtbot.waitUntil(lambda: pairs.queue is not None and len(pairs.queue) >= 12, timeout=10000)

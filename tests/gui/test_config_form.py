@@ -97,12 +97,12 @@ def test_user_preset_roundtrip(qtbot):
 
 def test_train_config_form_matches_cli(qtbot):
     try:
-        training = importlib.import_module("idstudio.services.training")
+        train_config = importlib.import_module("idstudio.services.train_config")
     except ModuleNotFoundError:
-        pytest.skip("services.training not built yet")
+        pytest.skip("services.train_config not built yet")
     from idstudio.gui.config_form import ConfigForm
 
-    cls = training.TrainConfig
+    cls = train_config.TrainConfig
     form = ConfigForm(cls)
     qtbot.addWidget(form)
     assert form.config() == cli_build(cls, [])

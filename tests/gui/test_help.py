@@ -81,7 +81,7 @@ def test_help_doctor_runs_in_a_thread_and_shows_the_report(qtbot, tmp_path):
 
 def _config_classes():
     classes = []
-    for module_name in ("idstudio.services.training", "idstudio.core.mining"):
+    for module_name in ("idstudio.services.train_config", "idstudio.services.mining", "idstudio.core.mining"):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError:

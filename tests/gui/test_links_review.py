@@ -12,10 +12,10 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture
 def linked_project(copy_project):
-    from idstudio.services import links, training
+    from idstudio.services import links, mining
 
     root = copy_project()
-    training.mine(root, training.MineConfig(dim=32))
+    mining.mine(root, mining.MineConfig(dim=32))
     links.link(root, links.LinkConfig(checkpoint="init", link_min_similarity=-1.0, link_keep=1.0, link_min_members=2,
                                       link_min_reliability=0.0, device="cpu"))
     return root

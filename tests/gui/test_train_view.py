@@ -30,7 +30,7 @@ def test_form_is_the_cli_config(qtbot, copy_project):
     import argparse
 
     from idstudio.core import config as cfgmod
-    from idstudio.services.training import TrainConfig
+    from idstudio.services.train_config import TrainConfig
 
     session, view = _view(qtbot, copy_project())
     parser = argparse.ArgumentParser()

@@ -13,9 +13,10 @@ import pytest
 from idstudio.core.errors import UserError
 from idstudio.core.jobs import JobContext
 from idstudio.core.store import Project
-from idstudio.services import links, review, training
+from idstudio.services import instances, links, mining, review, training
 from idstudio.services.links import LinkConfig
-from idstudio.services.training import MineConfig, TrainConfig
+from idstudio.services.train_config import TrainConfig
+from idstudio.services.mining import MineConfig
 
 LOOSE = dict(link_min_similarity=-1.0, link_keep=1.0, link_min_members=2, link_min_reliability=0.0, device="cpu")
 
@@ -27,7 +28,7 @@ def linked_once(small_project, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("linked") / "proj"
     shutil.copytree(small_project, root)
-    training.mine(root, MineConfig(dim=32))
+    mining.mine(root, MineConfig(dim=32))
     out = links.link(root, LinkConfig(checkpoint="init", **LOOSE))
     return root, out
 
@@ -71,7 +72,7 @@ def test_decisions_from_a_file_steer_the_links_training_uses(linked, tmp_path):
     with Project.open(root) as p:
         decided = {r["id"]: r["decision"] for r in links.link_rows(p)}
         assert decided[int(table[0]["link_id"])] == "accept" and decided[int(table[1]["link_id"])] == "reject"
-        t = training._instances(p)
+        t = instances.training_instances(p)
         used = links.training_links(p, t, out["round_id"])
         ids = {(int(t.id[x]), int(t.id[y])): w for x, y, w in used}
         accepted = tuple(sorted((int(table[0]["a"]), int(table[0]["b"]))))
@@ -112,7 +113,7 @@ def test_splitting_a_tracklet_rejects_the_pairs_across_the_cut_and_undo_restores
         action = links.split_tracklet(p, members, cut)
         rejected = [k for k, d in review.current_decisions(p).items() if d == "reject"]
         assert rejected and all((a in members[:cut]) != (b in members[:cut]) for a, b in rejected)
-        t = training._instances(p)
+        t = instances.training_instances(p)
         rid = p.scalar("SELECT MAX(id) FROM mining_rounds")
         pieces = links.round_tracklets(p, t, rid, review.current_decisions(p))
         row = {int(i): r for r, i in enumerate(t.id.tolist())}
@@ -125,7 +126,7 @@ def test_splitting_a_tracklet_rejects_the_pairs_across_the_cut_and_undo_restores
 
 def test_cli_link_json(copy_project):
     root = copy_project()
-    training.mine(root, MineConfig(dim=32))
+    mining.mine(root, MineConfig(dim=32))
     cmd = [sys.executable, "-m", "idstudio", "link", str(root), "--checkpoint", "init", "--link-keep", "1.0",
            "--link-min-similarity", "-1", "--link-min-members", "2", "--link-min-reliability", "0", "--json"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

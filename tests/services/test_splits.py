@@ -12,7 +12,7 @@ import pytest
 
 from idstudio.core.errors import UserError
 from idstudio.core.store import Project
-from idstudio.services import training
+from idstudio.services import instances
 from idstudio.services.splits import crosstime_split
 
 
@@ -20,7 +20,7 @@ def test_split_holds_later_frames_out_and_makes_a_dataset(copy_project):
     root = copy_project()
     with Project.open(root) as project:
         video = project.videos()[0]
-        before = len(training._instances(project))
+        before = len(instances.training_instances(project))
         result = crosstime_split(project, video["name"], from_share=0.5)
         d = project.dataset(result["name"])
         assert d["kind"] == "crosstime" and d["n_query"] == result["query"] > 0 and d["n_gallery"] == result["gallery"]
@@ -32,7 +32,7 @@ def test_split_holds_later_frames_out_and_makes_a_dataset(copy_project):
         # every query has its person in the gallery
         assert set(parts["query"].identity) <= set(parts["gallery"].identity)
         # the held-out frames never train: the trainer's table lost exactly them
-        table = training._instances(project)
+        table = instances.training_instances(project)
         assert len(table) == before - result["held_out_instances"]
         mine = table.video_id == video["id"]
         assert mine.any() and table.frame[mine].max() < result["from_frame"]

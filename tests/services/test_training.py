@@ -16,8 +16,9 @@ from idstudio.core.errors import JobCancelled, UserError
 from idstudio.core.jobs import JobContext, read_events
 from idstudio.core.model import ModelSpec, build_model, save_checkpoint
 from idstudio.core.store import Project
-from idstudio.services import training
-from idstudio.services.training import MineConfig, TrainConfig
+from idstudio.services import mining, train_config, training
+from idstudio.services.train_config import TrainConfig
+from idstudio.services.mining import MineConfig
 
 TINY = dict(arch="resnet18", dim=32, height=64, width=32, epochs=1, steps_per_epoch=3, batch_size=16,
             warmup_steps=1, remine_every=0, device="cpu", workers=0, colour="off")
@@ -29,7 +30,7 @@ def tiny(**kw) -> TrainConfig:
 
 def test_mine_stores_round_and_exports(copy_project, tmp_path):
     root = copy_project()
-    result = training.mine(root, MineConfig(dim=32))
+    result = mining.mine(root, MineConfig(dim=32))
     assert result["n_pairs"] > 100 and result["gate"] is True
     assert result["precision"] >= 0.9 and 0 < result["recall"] <= 1
     with Project.open(root) as p:
@@ -39,7 +40,7 @@ def test_mine_stores_round_and_exports(copy_project, tmp_path):
         a, b = p.query("SELECT a, b FROM pairs LIMIT 1")[0]
         from idstudio.services import review
         review.decide(p, [(a, b)], "reject")
-    out = training.export_pairs(root, tmp_path / "pairs.csv")
+    out = mining.export_pairs(root, tmp_path / "pairs.csv")
     rows = list(csv.DictReader(open(tmp_path / "pairs.csv")))
     assert len(rows) == out["pairs"] == result["n_pairs"]
     assert {"video", "frame_a", "x_a", "w_b", "similarity", "reliability", "review"} <= set(rows[0])
@@ -48,7 +49,7 @@ def test_mine_stores_round_and_exports(copy_project, tmp_path):
 
 def test_reviews_override_pairs():
     a, b = np.array([1, 3]), np.array([2, 4])
-    a2, b2, w, comp, pos = training.apply_reviews(a, b, np.array([0.3, 0.5]), np.array([0, 1]),
+    a2, b2, w, comp, pos = mining.apply_reviews(a, b, np.array([0.3, 0.5]), np.array([0, 1]),
                                                   {(1, 2): "accept", (3, 4): "reject", (7, 9): "accept"})
     assert list(w) == [1.0, 1.0, 1.0] and list(pos) == [True, False, True]
     assert list(a2) == [1, 3, 7] and comp[1] == -1
@@ -149,7 +150,7 @@ def test_bad_input(tmp_path, copy_project):
     empty = tmp_path / "empty"
     Project.create(empty).close()
     with pytest.raises(UserError, match="no instances"):
-        training.mine(empty, MineConfig())
+        mining.mine(empty, MineConfig())
     with pytest.raises(UserError, match="no instances"):
         training.train(empty, tiny())
     root = copy_project()
@@ -227,7 +228,7 @@ def test_mine_and_train_share_one_copy_of_the_mining_fields():
 
     from idstudio.core import config as cfgmod
 
-    mining = [f.name for f in dataclasses.fields(training.MiningFields)]
+    mining = [f.name for f in dataclasses.fields(train_config.MiningFields)]
     for cls in (MineConfig, TrainConfig):
         ordered = cfgmod.ordered_fields(cls)
         groups = [f.metadata["group"] for f in ordered]

@@ -20,7 +20,7 @@ from idstudio.core.errors import UserError
 from idstudio.core.jobs import JobContext, read_events
 from idstudio.core.store import Project
 from idstudio.services import ingest, training
-from idstudio.services.training import TrainConfig
+from idstudio.services.train_config import TrainConfig
 
 TINY = dict(arch="resnet18", dim=16, height=32, width=16, epochs=2, steps_per_epoch=2, batch_size=8,
             warmup_steps=1, remine_every=0, device="cpu", workers=0, eval_every=0, gaps=[3, 6])
@@ -144,14 +144,14 @@ def test_resume_is_refused_while_another_process_trains_the_run(project):
 KILL_TRAIN = textwrap.dedent("""
     import sys, json
     from idstudio.core.jobs import JobContext
-    from idstudio.services import training
+    from idstudio.services import train_config, training
     ctx = JobContext()
     def sink(event):
         if event["type"] == "progress" and event["message"].startswith("epoch 2") and event["done"] == 1:
             print("in epoch 2", flush=True)
             import time; time.sleep(60)   # killed here
     ctx.add_sink(sink)
-    training.train(sys.argv[1], training.TrainConfig(**json.loads(sys.argv[2])), ctx)
+    training.train(sys.argv[1], train_config.TrainConfig(**json.loads(sys.argv[2])), ctx)
 """)
 
 
@@ -210,3 +210,19 @@ def test_training_reads_the_crop_cache_and_ends_with_the_weights_of_decoding(pro
     assert stopped["status"] == "stopped"
     training.resume(project, stopped["run_id"], JobContext())
     assert same_weights(weights(project, cached["run_id"]), weights(project, stopped["run_id"]))
+
+
+def test_out_of_gpu_memory_is_one_sentence_with_the_largest_batch_that_fits(project, monkeypatch):
+    """No raw CUDA traceback: the run is marked failed and the sentence names a batch found by
+    trying (the GPU simulated: a batch over 5 pairs does not fit)."""
+    from idstudio.core import fit
+
+    def out_of_memory(self, batch):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    monkeypatch.setattr(training.Trainer, "train_step", out_of_memory)
+    monkeypatch.setattr(fit, "batch_fits", lambda *a, **k: (lambda n: n <= 5))
+    with pytest.raises(UserError, match=r"^Out of GPU memory at batch size 8; the largest that fits is 5 \(tried on "
+                       r"this GPU\): use --batch-size 5 and `--resume \S+`"):
+        training.train(project, tiny(), JobContext())
+    with Project.open(project) as p:
+        assert p.query("SELECT status, error FROM runs")[-1]["status"] == "failed"

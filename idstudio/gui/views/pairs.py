@@ -44,20 +44,20 @@ DECISION_COLORS = {"accept": QColor(46, 157, 87), "reject": QColor(209, 69, 59),
 
 
 def mine_config_class():
-    """``services.training.MineConfig`` where it exists (the form is generated from it)."""
+    """``services.mining.MineConfig`` where it exists (the form is generated from it)."""
     try:
-        from idstudio.services import training
+        from idstudio.services import mining
     except ModuleNotFoundError as exc:
-        if exc.name in ("idstudio.services.training",):
+        if exc.name in ("idstudio.services.mining",):
             return None
         raise
-    return getattr(training, "MineConfig", None)
+    return getattr(mining, "MineConfig", None)
 
 
 def _job_mine(root, config, ctx):
-    from idstudio.services import training
+    from idstudio.services import mining
 
-    return training.mine(root, config, ctx)
+    return mining.mine(root, config, ctx)
 
 
 # ---- undo commands: each calls the service, which appends rows ---------------------------------------
@@ -350,8 +350,8 @@ class PairsView(QWidget):
             self.mine_scroll = scroll
             self.checkpoint_box = self._checkpoint_choice()
         else:
-            note = QLabel("Mining becomes available when the training service is installed "
-                          "(services.training.MineConfig).", mine_box)
+            note = QLabel("Mining becomes available when the mining service is installed "
+                          "(services.mining.MineConfig).", mine_box)
             note.setWordWrap(True)
             note.setObjectName("Muted")
             mv.addWidget(note)

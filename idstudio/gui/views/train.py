@@ -386,7 +386,7 @@ class TrainView(QWidget):
         try:
             training = _training_module()
             preload_heavy_modules()
-            cls = training.TrainConfig
+            cls = importlib.import_module("idstudio.services.train_config").TrainConfig
         except (ImportError, AttributeError) as exc:
             label = QLabel(f"Training is not available: {exc}.", self)
             label.setWordWrap(True)
