@@ -19,7 +19,7 @@ from PySide6.QtGui import QAction, QImage, QUndoStack
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from idstudio.gui import shortcuts
-from idstudio.gui.views.pairs import CropLabel, ReviewCommand, card_header, review_buttons, review_slots, show_decision
+from idstudio.gui.review_widgets import CropLabel, ReviewCommand, card_header, review_buttons, review_slots, show_decision
 from idstudio.services import links as link_service
 from idstudio.services import review
 

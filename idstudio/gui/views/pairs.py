@@ -4,7 +4,8 @@ Every decision is written through ``services.review`` the moment it is made (its
 committed transaction). Undo and redo go through a ``QUndoStack`` whose commands call
 ``review.undo`` / ``review.redo``, which append rows: history is kept, nothing deleted.
 Crops come from the shared :class:`ThumbnailLoader`, source frames from two
-:class:`FrameDecoder` threads (one per side), so a keypress never waits on decoding.
+:class:`FrameDecoder` threads (one per side), so a keypress never waits on decoding. The card and
+grid are in ``gui/pair_widgets.py``; what the Links tab shares, in ``gui/review_widgets.py``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from functools import partial
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QRect, QSettings, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QColor, QImage, QPainter, QPen, QPixmap, QUndoCommand, QUndoStack
+from PySide6.QtCore import QSettings, QSize, Qt
+from PySide6.QtGui import QAction, QImage, QUndoStack
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -27,7 +28,6 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSplitter,
     QStackedWidget,
-    QStyledItemDelegate,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -35,12 +35,13 @@ from PySide6.QtWidgets import (
 
 from idstudio.gui import shortcuts
 from idstudio.gui.imaging import FrameDecoder, ThumbnailLoader
+from idstudio.gui.pair_widgets import PairCard, PairDelegate, PairGridModel, PairKeys
+from idstudio.gui.review_widgets import ReviewCommand, review_buttons, review_slots
 from idstudio.gui.views.data import FrameCanvas
 from idstudio.services import review
 
 ORDERS = (("Least reliable first", "reliability"), ("Random (seeded)", "random"), ("By video and frame", "video"))
 FILTERS = (("Undecided", "undecided"), ("All", "all"), ("Accepted", "accept"), ("Rejected", "reject"), ("Decided", "decided"))
-DECISION_COLORS = {"accept": QColor(46, 157, 87), "reject": QColor(209, 69, 59), "none": QColor(200, 207, 215)}
 
 
 def mine_config_class():
@@ -60,239 +61,7 @@ def _job_mine(root, config, ctx):
     return mining.mine(root, config, ctx)
 
 
-# ---- undo commands: each calls the service, which appends rows ---------------------------------------
-class ReviewCommand(QUndoCommand):
-    def __init__(self, view: "PairsView", text: str, apply_fn, keys: list[tuple[int, int]], position: int):
-        super().__init__(text)
-        self.view, self.apply_fn, self.keys, self.position = view, apply_fn, keys, position
-        self.action_id: int | None = None
-
-    def redo(self) -> None:
-        project = self.view.session.project
-        if self.action_id is None:
-            self.action_id = self.apply_fn(project)  # the first time: the decision itself
-            self.view.decisions_written(self.keys, None)
-        else:
-            review.redo(project, self.action_id)
-            self.view.decisions_written(self.keys, self.position + 1)
-
-    def undo(self) -> None:
-        review.undo(self.view.session.project, self.action_id)
-        self.view.decisions_written(self.keys, self.position)
-
-
-# ---- the pair card -----------------------------------------------------------------------------------
-class CropLabel(QLabel):
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.setMinimumSize(120, 240)
-        self.setStyleSheet("background: #eef2f6; border-radius: 8px;")
-        self._image: QImage | None = None
-
-    def set_image(self, image: QImage | None) -> None:
-        self._image = image
-        self._fit()
-
-    def resizeEvent(self, event) -> None:  # noqa: N802
-        super().resizeEvent(event)
-        self._fit()
-
-    def _fit(self) -> None:
-        if self._image is None or self._image.isNull():
-            self.setPixmap(QPixmap())
-            return
-        size = self.size() - QSize(12, 12)
-        # at most 2x the crop's own pixels: more only shows blur
-        size = size.boundedTo(QSize(self._image.width() * 2, self._image.height() * 2))
-        self.setPixmap(QPixmap.fromImage(self._image).scaled(size, Qt.AspectRatioMode.KeepAspectRatio,
-                                                             Qt.TransformationMode.SmoothTransformation))
-
-
-def card_header(card: QWidget, layout: QVBoxLayout, title: str) -> tuple[QLabel, QLabel, QLabel]:
-    """A review card's heading, decision badge and figures line (pairs and links)."""
-    top = QHBoxLayout()
-    heading = QLabel(title, card)
-    heading.setObjectName("Heading")
-    badge = QLabel("undecided", card)
-    badge.setObjectName("Badge")
-    top.addWidget(heading)
-    top.addStretch(1)
-    top.addWidget(badge)
-    layout.addLayout(top)
-    figures = QLabel("", card)
-    figures.setObjectName("Muted")
-    figures.setWordWrap(True)
-    layout.addWidget(figures)
-    return heading, badge, figures
-
-
-def show_decision(badge: QLabel, decision: str) -> None:
-    badge.setText({"none": "undecided", "accept": "accepted", "reject": "rejected"}[decision])
-    badge.setProperty("decision", decision)
-    badge.style().unpolish(badge)
-    badge.style().polish(badge)
-
-
-def review_buttons(parent: QWidget, bar: QHBoxLayout, names: tuple[str, ...]) -> dict[str, QPushButton]:
-    """The review toolbar's buttons (a gap after Skip), keyboard-free: the keys are actions."""
-    from idstudio.gui.main_window import icon
-
-    specs = {"accept": ("Accept", "accept", "Accept"), "reject": ("Reject", "reject", "Reject"), "skip": ("Skip", "skip", None),
-             "undo": ("Undo", "undo", None), "redo": ("Redo", "redo", None), "relink": ("Relink…", "relink", None),
-             "grid": ("Grid", "grid", None), "split": ("Split…", "relink", None)}
-    buttons: dict[str, QPushButton] = {}
-    for name in names:
-        text, icon_name, obj = specs[name]
-        b = QPushButton(icon(icon_name), text, parent)
-        b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        if obj:
-            b.setObjectName(obj)
-        buttons[name] = b
-        bar.addWidget(b)
-        if name == "skip":
-            bar.addSpacing(16)
-    return buttons
-
-
-def review_slots(view) -> dict:
-    """The keys pairs and links share: decide, move, undo and redo (``shortcuts`` names)."""
-    return {"review.accept": lambda: view.decide_current("accept"), "review.reject": lambda: view.decide_current("reject"),
-            "review.skip": view.skip, "review.back": view.back, "review.undo": view.undo_stack.undo,
-            "review.redo": view.undo_stack.redo}
-
-
-class PairCard(QWidget):
-    """Both crops large, both source frames with the boxes highlighted, the figures."""
-
-    candidate_clicked = Signal(int)
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setObjectName("Card")
-        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(14, 12, 14, 12)
-        self.title, self.badge, self.figures = card_header(self, layout, "No pairs yet")
-        body = QHBoxLayout()
-        self.crop_a, self.crop_b = CropLabel(self), CropLabel(self)
-        frames = QVBoxLayout()
-        self.frame_a, self.frame_b = FrameCanvas(self), FrameCanvas(self)
-        for canvas in (self.frame_a, self.frame_b):
-            canvas.setMinimumSize(300, 170)
-            canvas.message = ""
-        self.frame_b.box_clicked.connect(self.candidate_clicked)
-        self.caption_a, self.caption_b = QLabel("", self), QLabel("", self)
-        for c in (self.caption_a, self.caption_b):
-            c.setObjectName("Muted")
-        frames.addWidget(self.caption_a)
-        frames.addWidget(self.frame_a, 1)
-        frames.addWidget(self.caption_b)
-        frames.addWidget(self.frame_b, 1)
-        body.addWidget(self.crop_a, 2)
-        body.addWidget(self.crop_b, 2)
-        body.addLayout(frames, 5)
-        layout.addLayout(body, 1)
-        self.hint = QLabel("", self)
-        self.hint.setObjectName("Muted")
-        self.hint.setWordWrap(True)
-        layout.addWidget(self.hint)
-
-    def set_decision(self, decision: str) -> None:
-        show_decision(self.badge, decision)
-
-
-# ---- grid mode -----------------------------------------------------------------------------------------
-class PairGridModel(QAbstractListModel):
-    def __init__(self, loader: ThumbnailLoader, parent=None):
-        super().__init__(parent)
-        self.loader = loader
-        self.queue: review.ReviewQueue | None = None
-        loader.loaded.connect(self._loaded)
-
-    def set_queue(self, queue) -> None:
-        self.beginResetModel()
-        self.queue = queue
-        self.endResetModel()
-
-    def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() or self.queue is None else len(self.queue)
-
-    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
-        if not index.isValid() or self.queue is None:
-            return None
-        row = index.row()
-        if role == Qt.ItemDataRole.UserRole:
-            return (int(self.queue.a[row]), int(self.queue.b[row]), self.queue.decision[row])
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return (f"pair {self.queue.pair_id[row]} · similarity {self.queue.similarity[row]:.3f} · "
-                    f"reliability {self.queue.reliability[row]:.3f} · {self.queue.decision[row]}")
-        return None
-
-    def refresh(self) -> None:
-        if self.rowCount():
-            self.dataChanged.emit(self.index(0), self.index(self.rowCount() - 1))
-
-    def _loaded(self, items) -> None:
-        self.refresh()
-
-
-class PairDelegate(QStyledItemDelegate):
-    TILE = QSize(112, 118)
-
-    def __init__(self, loader: ThumbnailLoader, parent=None):
-        super().__init__(parent)
-        self.loader = loader
-
-    def sizeHint(self, option, index) -> QSize:  # noqa: N802
-        return self.TILE
-
-    def paint(self, painter: QPainter, option, index) -> None:
-        a, b, decision = index.data(Qt.ItemDataRole.UserRole)
-        rect = option.rect.adjusted(3, 3, -3, -3)
-        selected = bool(option.state & option.state.State_Selected) if hasattr(option.state, "State_Selected") else False
-        from PySide6.QtWidgets import QStyle
-
-        selected = bool(option.state & QStyle.StateFlag.State_Selected)
-        painter.save()
-        painter.fillRect(rect, QColor(214, 228, 251) if selected else QColor(255, 255, 255))
-        half = (rect.width() - 6) // 2
-        for k, iid in enumerate((a, b)):
-            image = self.loader.cache.get(iid)
-            target = QRect(rect.left() + 2 + k * (half + 2), rect.top() + 2, half, rect.height() - 4)
-            if image is None:
-                self.loader.request(iid)
-                painter.fillRect(target, QColor(232, 236, 241))
-            else:
-                scaled = image.scaled(target.size(), Qt.AspectRatioMode.KeepAspectRatio)
-                painter.drawImage(target.left() + (target.width() - scaled.width()) // 2,
-                                  target.top() + (target.height() - scaled.height()) // 2, scaled)
-        painter.setPen(QPen(DECISION_COLORS[decision], 4 if decision != "none" else 1))
-        painter.drawRoundedRect(rect, 4, 4)
-        painter.restore()
-
-
 # ---- the view --------------------------------------------------------------------------------------------
-class PairKeys:
-    """Pair keys (min, max of the two ids) -> queue positions (``get``) or their number
-    (``counts=True``), by binary search over packed keys: a round of millions of pairs is two
-    numpy arrays, not a dict of millions of tuples built on the GUI thread."""
-
-    def __init__(self, a: np.ndarray, b: np.ndarray, counts: bool = False):
-        a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
-        packed = np.minimum(a, b) * (1 << 32) + np.maximum(a, b)
-        self.order = np.argsort(packed, kind="stable")
-        self.sorted = packed[self.order]
-        self.counts = counts
-
-    def get(self, key: tuple[int, int], default: Any = None) -> Any:
-        packed = min(key) * (1 << 32) + max(key)
-        lo, hi = np.searchsorted(self.sorted, packed), np.searchsorted(self.sorted, packed, side="right")
-        if self.counts:
-            return int(hi - lo) if hi > lo else default
-        return self.order[lo:hi].tolist() if hi > lo else default
-
-
 class PairsView(QWidget):
     title = "Pairs"
 
