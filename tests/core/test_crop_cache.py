@@ -165,3 +165,14 @@ def test_prefetcher_keeps_order_raises_errors_and_stops_early():
     it = iter(Prefetcher(lambda x: x, range(1000), depth=2))
     assert [next(it) for _ in range(3)] == [0, 1, 2]
     it.close()  # leaving the loop stops the thread
+
+
+def test_auto_builds_no_cache_larger_than_half_the_memory(copy_project, monkeypatch):
+    """Random reads of a cache the page cache cannot hold wait on the disk: auto decodes instead
+    and says why; on builds it anyway."""
+    with Project.open(copy_project()) as project:
+        monkeypatch.setattr(crop_cache, "physical_memory", lambda: 2 * 2 ** 20)
+        note = crop_cache.ensure(project, SPEC, "auto")
+        assert "more than half of this machine's 2.0 MB of memory" in note and "JPEGs decoded every step" in note
+        assert not CropCache.of(project, 32, 16).exists
+        assert "up to date" in crop_cache.ensure(project, SPEC, "on")
