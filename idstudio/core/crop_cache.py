@@ -190,13 +190,15 @@ class CropCache:
             return None
         return slots
 
-    def status(self, conn: sqlite3.Connection, wanted: np.ndarray | None = None) -> dict[str, Any]:
-        """What a person needs to know: size on disk, input size, how many crops are missing or stale."""
-        wanted = all_crop_ids(conn) if wanted is None else np.asarray(wanted, np.int64)
-        have, _ = self._fresh_ids(conn)
-        missing = int((~np.isin(wanted, have)).sum()) if len(wanted) else 0
-        return {"size": size_label(self.height, self.width), "bytes": self.nbytes, "cached": int(len(have)),
-                "instances": int(len(wanted)), "missing": missing, "up_to_date": missing == 0 and self.exists,
+    def status(self, conn: sqlite3.Connection) -> dict[str, Any]:
+        """What a person needs to know: size on disk, input size, how many of the store's crops
+        it lacks (new or changed since). Counts only, no list of ids: cheap enough for a view."""
+        position = store_position(conn)
+        fresh = int(len(self.ids) - self._stale(conn).sum()) if self._usable(position) else 0
+        instances = int(conn.execute("SELECT COUNT(*) FROM crops").fetchone()[0])
+        missing = instances - fresh  # every fresh slot's crop is in the store: a removal is a change
+        return {"size": size_label(self.height, self.width), "bytes": self.nbytes, "cached": fresh,
+                "instances": instances, "missing": missing, "up_to_date": missing == 0 and self.exists,
                 "path": str(self.pixels_path)}
 
     def plan(self, conn: sqlite3.Connection, wanted: np.ndarray | None = None) -> dict[str, Any]:

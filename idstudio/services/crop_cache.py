@@ -40,8 +40,7 @@ def status(project_root: Path | Project) -> list[dict[str, Any]]:
     """One entry a cache file: size, bytes, crops cached, how many of the store's are missing."""
     project = _open(project_root)
     with project.lock:
-        wanted = crop_cache.all_crop_ids(project.crops_conn)
-        return [cache.status(project.crops_conn, wanted) for cache in CropCache.all_of(project)]
+        return [cache.status(project.crops_conn) for cache in CropCache.all_of(project)]
 
 
 def describe(entries: list[dict[str, Any]]) -> str:

@@ -40,6 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from idstudio.gui import shortcuts
+from idstudio.gui.crop_cache_panel import CropCachePanel
 from idstudio.gui.imaging import FrameDecoder, ThumbnailLoader, identity_color
 
 DETECTORS = ("motion", "hog", "file")
@@ -404,6 +405,8 @@ class DataView(QWidget):
         self.summary.setObjectName("Muted")
         self.summary.setWordWrap(True)
         lv.addWidget(self.summary)
+        self.crop_cache = CropCachePanel(session, left)
+        lv.addWidget(self.crop_cache)
 
         # right: frame viewer above, thumbnail grid below
         right = QSplitter(Qt.Orientation.Vertical, split)
@@ -488,6 +491,7 @@ class DataView(QWidget):
         project = self.session.project
         self.loader.set_root(self.session.root)
         self.sources.clear()
+        self.crop_cache.refresh()
         if project is None:
             self.summary.setText("No project open.")
             self.model.set_instances([], [], [], [])
