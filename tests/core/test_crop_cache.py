@@ -176,3 +176,27 @@ def test_auto_builds_no_cache_larger_than_half_the_memory(copy_project, monkeypa
         assert "more than half of this machine's 2.0 MB of memory" in note and "JPEGs decoded every step" in note
         assert not CropCache.of(project, 32, 16).exists
         assert "up to date" in crop_cache.ensure(project, SPEC, "on")
+
+
+def test_cli_builds_shows_and_drops_the_cache(copy_project):
+    import json
+    import subprocess
+    import sys
+
+    root = copy_project()
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "idstudio", *args], capture_output=True, text=True)
+
+    built = cli("cache", "build", str(root), "--size", "32x16", "--json")
+    assert built.returncode == 0, built.stderr
+    result = json.loads(built.stdout.strip().splitlines()[-1])
+    assert result["up_to_date"] and result["size"] == "32x16" and result["decoded"] == result["instances"]
+    info = cli("info", str(root), "--json")
+    assert "Crop cache 32x16:" in info.stdout and ", up to date." in info.stdout
+    assert json.loads(info.stdout.strip().splitlines()[-1])["crop_caches"][0]["cached"] == result["instances"]
+    bad = cli("cache", "build", str(root), "--size", "32")
+    assert bad.returncode == 2 and "error: '32' is not an input size; give height x width" in bad.stderr
+    dropped = cli("cache", "drop", str(root))
+    assert dropped.returncode == 0 and "Dropped the crop cache 32x16" in dropped.stdout
+    assert "Crop cache: none yet" in cli("info", str(root)).stdout
