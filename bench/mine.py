@@ -41,8 +41,9 @@ def main() -> None:
     torch.set_num_threads(1)  # one thread: CPU seconds = work (no OpenMP spin under contention)
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else small_project()  # e.g. an `idstudio demo` project
     device = pick_device("auto")
-    cfg = MineConfig()
-    model, _ = build_model(ModelSpec(cfg.arch, cfg.dim, cfg.height, cfg.width, last_stride=2), weights="none")
+    # MineConfig's init fields are auto (training's start, resolved per project); the bench keeps
+    # one fixed model: the random ResNet-18 at 64x32 that the synthetic world's recipe starts from
+    model, _ = build_model(ModelSpec("resnet18", 256, 64, 32, last_stride=2), weights="none")
     model.to(device).eval()
     with Project.open(root) as project:
         table = project.instance_table()

@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_project_argument(p)
     p.add_argument("--config", type=Path, default=None, help="JSON or TOML file with training settings")
     p.add_argument("--resume", default=None, metavar="RUN", help="continue this run from its last checkpoint")
+    p.add_argument("--dry-run", action="store_true", help="print the config the run would use on this project (the "
+                   "auto fields and the recipe resolved, as config.json will record them) and train nothing")
     config.add_arguments(p, TrainConfig)
     add_json_flag(p)
     p.set_defaults(handler=_train)
@@ -61,6 +63,8 @@ def _train(args: argparse.Namespace) -> int:
     from idstudio.services.training import train
 
     cfg = config.build(TrainConfig, args.config, args)
+    if getattr(args, "dry_run", False):
+        return _dry_run(args, cfg)
     # On resume only what was given (flags, config file) changes the run's saved settings.
     changes = config.given(TrainConfig, args.config, args) if args.resume else None
     rank = int(os.environ.get("RANK", "0"))
@@ -75,6 +79,19 @@ def _train(args: argparse.Namespace) -> int:
     human = (f"Run {result['run_id']} {result['status']} after {result['epochs_done']} epochs in {result['seconds']} s: "
              f"mAP {fmt(result['mAP_start'])} -> {fmt(result['mAP_end'])}, last round precision {fmt(result['precision'])}.")
     print_result(args, result, human)
+    return 0
+
+
+def _dry_run(args: argparse.Namespace, cfg) -> int:
+    from idstudio.core.store import Project
+    from idstudio.services.recipe import resolve_train
+
+    with Project.open(args.project) as project:
+        resolved = resolve_train(project, cfg)  # the given fields as train() takes them: those off their defaults
+    result = {"config": config.to_dict(resolved.config), **resolved.record()}
+    lines = [f"Recipe: {resolved.recipe}."] + [f"  {name}: {value} ({resolved.reasons.get(name, '')})"
+                                               for name, value in resolved.values.items()]
+    print_result(args, result, "\n".join(lines))
     return 0
 
 

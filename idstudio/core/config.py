@@ -19,11 +19,18 @@ from idstudio.core.errors import UserError
 T = TypeVar("T")
 
 
-def field(default: Any, help: str, choices: list[Any] | None = None, group: str = "General", **kw):
-    """A dataclass field with the help text and choices that the CLI and GUI show."""
+def field(default: Any, help: str, choices: list[Any] | None = None, group: str = "General",
+          special: tuple[Any, str] | None = None, **kw):
+    """A dataclass field with the help text and choices that the CLI and GUI show.
+
+    ``special=(value, word)``: the one value that means something other than a number or a
+    name (``(-1, "auto")``, ``(0, "never")``, ``("", "all")``). Forms show the word, never the
+    value; the CLI takes the word as well as the value."""
     meta = {"help": help, "group": group}
     if choices is not None:
         meta["choices"] = list(choices)
+    if special is not None:
+        meta["special"] = tuple(special)
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
     return dataclasses.field(default=default, metadata=meta, **kw)
@@ -67,6 +74,9 @@ def coerce(cls: type[T], data: dict[str, Any]) -> T:
             continue
         value = data[f.name]
         base = base_type(field_type(cls, f))
+        special = f.metadata.get("special")
+        if special is not None and isinstance(value, str) and value.strip() == special[1]:
+            value = special[0]
         try:
             if value is None:
                 pass
@@ -132,8 +142,21 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
         elif base is list:
             parser.add_argument(flag, dest=f.name, default=None, help=help_text + "; comma-separated")
         else:
+            special = f.metadata.get("special")
+            kind = base if base in (int, float) else str
+            if special is not None and base in (int, float):
+                kind = _or_word(base, special[1])
+                help_text += f"; {special[1]}: {special[0]}"
             parser.add_argument(flag, dest=f.name, default=None, help=help_text, choices=f.metadata.get("choices"),
-                                type=base if base in (int, float) else str)
+                                type=kind)
+
+
+def _or_word(base: type, word: str):
+    """An argparse type: a number, or the field's special word (``--augment auto``)."""
+    def parse(text: str):
+        return base(text) if text.strip() != word else word
+    parse.__name__ = base.__name__
+    return parse
 
 
 def build(cls: type[T], config_file: Path | None = None, flags: argparse.Namespace | dict | None = None) -> T:

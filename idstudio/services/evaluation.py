@@ -1,6 +1,7 @@
 """Evaluation and retrieval use cases shared by the GUI, the CLI and the trainer.
 
-- ``evaluate_model(project, model, dataset)``: the trainer's per-epoch figures (no caching).
+- ``evaluate_model(project, model, dataset)``: the trainer's per-epoch figures (no caching);
+  ``dataset_evaluator``/``eval_summary``: those over the chosen labelled datasets, and their mean.
 - ``evaluate(project, checkpoint, dataset, rerank, centralize=k)``: embeddings cached per
   (checkpoint, dataset), figures stored in the ``evaluations`` table (``centralize``: feature
   centralization with k neighbours first, ``core.centralize``).
@@ -220,6 +221,35 @@ def evaluate_model(project: Project, model: nn.Module, dataset: str | int | None
     feats = core_embed.embed_instances(project, model, ids, flip=flip, ctx=ctx)
     nq = len(split.query)
     return _metrics(split, feats[:nq], feats[nq:]).summary()
+
+
+EVAL_KEYS = ("mAP", "rank1", "rank5", "mINP")
+
+
+def dataset_evaluator(project: Project, datasets: str):
+    """A function model -> {dataset name: metrics} over the chosen labelled datasets
+    (comma-separated names; empty: all of them), and their names; (None, []) when the
+    project has none. The trainer's per-epoch figures and the recipe's colour judgement."""
+    if not project.datasets():
+        return None, []
+    chosen = [project.dataset(name.strip()) for name in datasets.split(",") if name.strip()] or project.datasets()
+
+    def run(model) -> dict[str, dict[str, float]]:
+        return {d["name"]: {k: float(v) for k, v in evaluate_model(project, model, d["name"]).items() if k in EVAL_KEYS}
+                for d in chosen}
+    return run, [d["name"] for d in chosen]
+
+
+def eval_summary(per_dataset: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """The figures an epoch reports: the mean over datasets of each metric (which picks
+    best.pt) and, with several datasets, each one's figures under ``datasets``."""
+    if not per_dataset:
+        return {}
+    out: dict[str, Any] = {k: float(np.mean([m[k] for m in per_dataset.values()])) for k in EVAL_KEYS
+                           if all(k in m for m in per_dataset.values())}
+    if len(per_dataset) > 1:
+        out["datasets"] = per_dataset
+    return out
 
 
 def dataset_features(project: Project, loaded: LoadedModel, split: Split, flip: bool = False,

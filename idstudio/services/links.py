@@ -25,6 +25,7 @@ from idstudio.core.jobs import JobContext
 from idstudio.core.links import LinkParams, LinkResult, find_links, strong_tracklets
 from idstudio.core.store import Project, opened, to_json
 from idstudio.core.tracklets import Tracklets
+from idstudio.services.rounds import apply_reviews, round_pairs
 from idstudio.services.train_config import LinkFields
 
 
@@ -44,8 +45,6 @@ def round_tracklets(project: Project, table, round_id: int, decisions: dict[tupl
     """The pseudo-tracklets of a mining round over ``table``'s rows, after human decisions
     (a rejected pair never joins one; cross-video decisions are links, not tracklets),
     following only pairs at least ``min_reliability`` reliable."""
-    from idstudio.services.mining import apply_reviews, round_pairs
-
     a, b, rel, comp = round_pairs(project, round_id)
     a, b, rel, comp, pos = apply_reviews(a, b, rel, comp, within_video(decisions, table))
     ra, rb = table.rows_of(a), table.rows_of(b)

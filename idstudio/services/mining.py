@@ -1,10 +1,11 @@
 """The mining job (ISR): ``mine(project_root, config, ctx)``, one round of pairs with a model,
-and the rounds the trainer mines and reads back.
+and the rounds the trainer mines.
 
 A round is embedded (``services.embedding``; shards by rank under ``torchrun``), matched by
 ``core.mining`` and stored with its parameters and checkpoint (``store_round``, rank 0 only);
-``round_pairs`` reads a stored round, ``apply_reviews`` lays the human decisions over it and
-``export_pairs`` writes it as CSV.
+``services.rounds`` reads a stored round back and lays the human decisions over it, and
+``export_pairs`` writes it as CSV. Mining from ``init`` embeds with the start training would
+use on the project (``services.recipe.mine_start``), so its pairs are the first round's.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from idstudio.core.errors import UserError
 from idstudio.core.failures import user_error
 from idstudio.core.jobs import JobContext
 from idstudio.core.mining import MiningParams, MiningResult, mine as mine_pairs
-from idstudio.core.model import EmbeddingModel, ModelSpec, archs, build_model
+from idstudio.core.model import EmbeddingModel, archs, build_model
 from idstudio.core.store import Project, to_json
 from idstudio.services.embedding import embed_sharded, pick_device, rank_and_world
 from idstudio.services.instances import training_instances
+from idstudio.services.recipe import mine_start
 from idstudio.services.train_config import MiningFields
 
 
@@ -38,13 +40,18 @@ from idstudio.services.train_config import MiningFields
 class MineConfig(MiningFields):
     GROUPS: ClassVar[tuple[str, ...]] = ("Model", "Mining", "Hardware")
 
-    checkpoint: str = field("", help="model to embed with: a run id, a .pt file, 'init', or empty for the latest run", group="Model")
-    arch: str = field("resnet18", help="architecture of the random init when no checkpoint exists",
-                      choices=list(archs()), group="Model")
-    height: int = field(64, help="crop height for the random init", group="Model")
-    width: int = field(32, help="crop width for the random init", group="Model")
-    dim: int = field(256, help="embedding size of the random init", group="Model")
-    weights: str = field("auto", help="start of the init model: auto (cached ImageNet, else random), imagenet, none or a .pth file", group="Model")
+    checkpoint: str = field("", help="model to embed with: a run id, a .pt file, 'init', or empty for the latest run", group="Model",
+                            special=("", "latest run"))
+    # The init model is the start `idstudio train` would use on this project (services.recipe.mine_start):
+    # fields left on auto take the training's resolved start, so mining from init embeds as training's first round.
+    arch: str = field("auto", help="architecture of the init model (auto: the one training would start from)",
+                      choices=["auto", *archs()], group="Model")
+    height: int = field(0, help="crop height of the init model (0: auto, as training)", group="Model", special=(0, "auto"))
+    width: int = field(0, help="crop width of the init model (0: auto, as training)", group="Model", special=(0, "auto"))
+    dim: int = field(0, help="embedding size of the init model's learned part (0: auto, as training)", group="Model",
+                     special=(0, "auto"))
+    weights: str = field("auto", help="start of the init model: auto (as training: offline ImageNet weights, else random), "
+                         "imagenet, none or a .pth file", group="Model")
     batch_size: int = field(128, help="images per embedding batch", group="Hardware")
     device: str = field("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps", group="Hardware")
 
@@ -83,19 +90,6 @@ def store_round(project: Project, result: MiningResult, params: dict[str, Any], 
     return round_id
 
 
-def round_pairs(project: Project, round_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A stored round's (a, b, reliability, component) columns, read in chunks into numpy."""
-    parts = []
-    with project.lock:
-        cursor = project.conn.execute("SELECT a, b, reliability, IFNULL(component, -1) FROM pairs WHERE round_id = ? "
-                                      "ORDER BY id", (round_id,))
-        while rows := cursor.fetchmany(65536):
-            parts.append(np.array(rows, dtype=np.float64).reshape(len(rows), 4))
-    cols = np.concatenate(parts) if parts else np.zeros((0, 4))
-    return (cols[:, 0].astype(np.int64), cols[:, 1].astype(np.int64), cols[:, 2].astype(np.float32),
-            cols[:, 3].astype(np.int64))
-
-
 def review_decisions(project: Project) -> dict[tuple[int, int], str]:
     try:
         from idstudio.services.review import current_decisions
@@ -105,41 +99,6 @@ def review_decisions(project: Project) -> dict[tuple[int, int], str]:
         return current_decisions(project)
     except Exception:  # noqa: BLE001 - a review store problem must not stop mining
         return {}
-
-
-def apply_reviews(a: np.ndarray, b: np.ndarray, rel: np.ndarray, comp: np.ndarray,
-                  decisions: dict[tuple[int, int], str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Human decisions override mining: accepted -> reliability 1 (added if not mined),
-    rejected -> never a positive, kept as an explicit negative row. Returns a, b, weight,
-    component, positive."""
-    positive = np.ones(len(a), dtype=bool)
-    rel = rel.astype(np.float32).copy()
-    if not decisions:
-        return a, b, rel, comp, positive
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    index = {(int(x), int(y)): i for i, (x, y) in enumerate(zip(lo, hi))}
-    extra_a, extra_b, extra_pos = [], [], []
-    for (x, y), decision in decisions.items():
-        i = index.get((x, y))
-        if i is not None:
-            if decision == "accept":
-                rel[i] = 1.0
-            elif decision == "reject":
-                positive[i] = False
-                rel[i] = 1.0
-                comp[i] = -1
-        else:
-            extra_a.append(x)
-            extra_b.append(y)
-            extra_pos.append(decision == "accept")
-    if extra_a:
-        k = len(extra_a)
-        a = np.concatenate([a, extra_a]).astype(np.int64)
-        b = np.concatenate([b, extra_b]).astype(np.int64)
-        rel = np.concatenate([rel, np.ones(k, np.float32)])
-        comp = np.concatenate([comp, np.full(k, -1)])
-        positive = np.concatenate([positive, np.array(extra_pos, dtype=bool)])
-    return a, b, rel, comp, positive
 
 
 # ---- mining job ---------------------------------------------------------------------------------
@@ -196,11 +155,14 @@ def mine(project_root: Path | Project, config: MineConfig | None = None, ctx: Jo
     table = training_instances(project)
     device = pick_device(cfg.device)
     ref = resolve_checkpoint(project, cfg.checkpoint or None)
-    if ref.path is None:
-        model, message = build_model(ModelSpec(cfg.arch, cfg.dim, cfg.height, cfg.width, last_stride=2), weights=cfg.weights, seed=0)
+    if ref.path is None:  # the start training would use (services.recipe): its first round mines the same pairs
+        spec, weights, start = mine_start(project, cfg)
+        model, message = build_model(spec, weights=weights, seed=start.config.seed)
+        if start.log:
+            ctx.log(start.log)
         trained = False  # ImageNet features are not identity features: the gate stays on (auto)
         imagenet = message.startswith("Start: ImageNet")
-        key = f"init:{cfg.weights}" if cfg.weights not in ("auto", "none") else ("init:imagenet" if imagenet else "init")
+        key = f"init:{weights}" if weights not in ("auto", "none") else ("init:imagenet" if imagenet else "init")
     else:
         model, _ = load_model(project, ref)
         message, trained, key = f"Model: {ref.key}.", True, ref.key

@@ -60,7 +60,8 @@ class LinkFields:
 @dataclass
 class TrainConfig(LinkFields, MiningFields):
     GROUPS: ClassVar[tuple[str, ...]] = ("Model", "Training", "Mining", "Links", "Hardware")
-    INFO_KEYS: ClassVar[tuple[str, ...]] = ("start",)  # written into config.json, never read back as settings
+    # written into config.json, never read back as settings: the start, and the resolution (services.recipe)
+    INFO_KEYS: ClassVar[tuple[str, ...]] = ("start", "recipe", "auto")
 
     arch: str = field("mobilenet_v2", help="backbone", choices=list(archs()), group="Model")
     dim: int = field(256, help="embedding size of the learned part (a colour part adds its 512 bins)", group="Model")
@@ -74,11 +75,13 @@ class TrainConfig(LinkFields, MiningFields):
     colour_weight: float = field(3.0, help="weight of the colour part against the learned part", group="Model")
     weights: str = field("auto", help="start: auto (offline ImageNet weights, else random), imagenet, none or a .pth file",
                          group="Model")
-    init: str = field("", help="start from this idstudio checkpoint or run id instead", group="Model")
+    init: str = field("", help="start from this idstudio checkpoint, run id or registered model instead", group="Model",
+                      special=("", "none"))
     freeze: float = field(0.5, help="share of the backbone's leading modules kept frozen (weights and BatchNorm "
                           "statistics); 0: train all", group="Training")
     epochs: int = field(8, help="training epochs", group="Training")
-    steps_per_epoch: int = field(40, help="batches per epoch (0: one pass over the pairs)", group="Training")
+    steps_per_epoch: int = field(40, help="batches per epoch (0: one pass over the pairs)", group="Training",
+                                 special=(0, "one pass"))
     batch_size: int = field(32, help="pairs per batch (per process under torchrun)", group="Training")
     optimizer: str = field("adamw", help="optimiser", choices=["adamw", "sgd"], group="Training")
     lr: float = field(3e-4, help="peak learning rate", group="Training")
@@ -95,28 +98,32 @@ class TrainConfig(LinkFields, MiningFields):
                                        choices=["auto", "on", "off"], group="Training")
     augment: float = field(-1.0, help="camera-like augmentation strength (0: none; -1: auto, 1.0 without the colour "
                            "part, where colour casts differ between cameras, 0.3 with it, where colour is a cue to keep)",
-                           group="Training")
+                           group="Training", special=(-1.0, "auto"))
     background_mix: float = field(-1.0, help="share of the crops that keep their centre (the person) and take their "
                                   "surroundings from a crop of another video, so a tracklet's shared background is no "
                                   "cue; at 0.5 one view of every pair (0: none; -1: auto, 0.5 with the colour part, "
                                   "i.e. real video, 0 without)",
-                                  group="Training")
+                                  group="Training", special=(-1.0, "auto"))
     start_round: int = field(0, help="train first on this stored mining round (its id, e.g. one reviewed in the Pairs "
-                             "view) instead of mining a new one; 0: mine", group="Training")
-    remine_every: int = field(4, help="re-mine pairs with the current model every N epochs (0: never)", group="Training")
+                             "view) instead of mining a new one; 0: mine", group="Training",
+                             special=(0, "mine one"))
+    remine_every: int = field(4, help="re-mine pairs with the current model every N epochs (0: never)", group="Training",
+                              special=(0, "never"))
     links: str = field("auto", help="cross-video link rounds at each re-mining, and the linked tracklets as positives "
                        "across videos: on, off, or auto (on where the colour part is off, i.e. the videos look like "
                        "cameras that may show the same people, there are two or more, and other videos' people "
                        "are not taken as negatives)",
                        choices=["auto", "on", "off"], group="Links")
-    eval_every: int = field(2, help="evaluate on the labelled datasets every N epochs (0: only at the end)", group="Training")
+    eval_every: int = field(2, help="evaluate on the labelled datasets every N epochs (0: only at the end)", group="Training",
+                            special=(0, "at the end"))
     dataset: str = field("", help="labelled datasets to evaluate on each epoch, comma-separated (empty: all of them)",
-                         group="Training")
-    max_minutes: float = field(0.0, help="stop cleanly after this many minutes (0: no limit)", group="Training")
+                         group="Training", special=("", "all"))
+    max_minutes: float = field(0.0, help="stop cleanly after this many minutes (0: no limit)", group="Training",
+                               special=(0.0, "no limit"))
     seed: int = field(0, help="random seed", group="Training")
     device: str = field("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps", group="Hardware")
     workers: int = field(-1, help="DataLoader worker processes where crops are decoded every step (-1: auto; 0 on "
-                         "CPU); unused with the crop cache", group="Hardware")
+                         "CPU); unused with the crop cache", group="Hardware", special=(-1, "auto"))
     crop_cache: str = field("auto", help="decoded crops, resized to the input size, kept in one file beside the store "
                             "and brought up to date at the start of a run, so no step decodes a JPEG: auto (where the "
                             "disk has room, else decode and say why), on (fail where it cannot), off (decode every step)",

@@ -1,5 +1,6 @@
-"""The training job (ISR): ``train(project_root, config, ctx)`` and ``resume``, the recipe
-rules that resolve ``auto`` settings, and the ``Trainer`` with its hooks.
+"""The training job (ISR): ``train(project_root, config, ctx)`` and ``resume``, and the
+``Trainer`` with its hooks. The ``auto`` settings and the recipe are resolved by
+``services.recipe`` (the one resolution the Train view and ``train --dry-run`` show).
 
 A plain job function shared by the GUI (worker thread) and the CLI; it also runs unchanged
 under ``torchrun`` (DDP: gloo on CPU, NCCL on GPU). Under DDP every rank embeds its shard of
@@ -35,8 +36,11 @@ from idstudio.core.model import EmbeddingModel, build_model, load_checkpoint, sa
 from idstudio.core.sampling import make_sampler
 from idstudio.core.store import Project, to_json
 from idstudio.services.embedding import pick_device, rank_and_world, world_size
+from idstudio.services.evaluation import dataset_evaluator, eval_summary
 from idstudio.services.instances import training_instances
-from idstudio.services.mining import apply_reviews, gate_on, review_decisions, round_pairs, run_mining
+from idstudio.services.mining import gate_on, review_decisions, run_mining
+from idstudio.services.recipe import augmentation, links_on, other_video_negatives, resolve_train
+from idstudio.services.rounds import apply_reviews, round_pairs
 from idstudio.services.train_config import TrainConfig
 
 
@@ -77,36 +81,6 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((v, tuple(s), g))
 
 
-EVAL_KEYS = ("mAP", "rank1", "rank5", "mINP")
-
-
-def _evaluator(project: Project, datasets: str):
-    """A function model -> {dataset name: metrics} over the chosen labelled datasets
-    (comma-separated names; empty: all of them), and their names; (None, []) when the
-    project has none."""
-    if not project.datasets():
-        return None, []
-    chosen = [project.dataset(name.strip()) for name in datasets.split(",") if name.strip()] or project.datasets()
-    from idstudio.services.evaluation import evaluate_model
-
-    def run(model) -> dict[str, dict[str, float]]:
-        return {d["name"]: {k: float(v) for k, v in evaluate_model(project, model, d["name"]).items() if k in EVAL_KEYS}
-                for d in chosen}
-    return run, [d["name"] for d in chosen]
-
-
-def eval_summary(per_dataset: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """The figures an epoch reports: the mean over datasets of each metric (which picks
-    best.pt) and, with several datasets, each one's figures under ``datasets``."""
-    if not per_dataset:
-        return {}
-    out: dict[str, Any] = {k: float(np.mean([m[k] for m in per_dataset.values()])) for k in EVAL_KEYS
-                           if all(k in m for m in per_dataset.values())}
-    if len(per_dataset) > 1:
-        out["datasets"] = per_dataset
-    return out
-
-
 def log_eval(ctx: JobContext, step: int, figures: dict[str, Any]) -> None:
     for k, v in figures.items():
         if k != "datasets":
@@ -114,22 +88,6 @@ def log_eval(ctx: JobContext, step: int, figures: dict[str, Any]) -> None:
     for name, m in figures.get("datasets", {}).items():
         for k in ("mAP", "rank1"):
             ctx.metric(f"eval/{name}/{k}", step, m[k])
-
-
-def _other_video_negatives(cfg: TrainConfig) -> bool:
-    """auto: off. Measured both ways: on the synthetic world, whose videos are cameras showing
-    the same people, they halved the mAP; on real footage (bench/real.py, seed 0) the model
-    learnt each video's scene and lost cross-camera skill (cuhk03-val 0.064 against 0.070)."""
-    return cfg.other_video_negatives == "on"
-
-
-def links_on(project: Project, cfg: TrainConfig) -> bool:
-    """auto: link rounds where the videos may be cameras showing the same people (the colour
-    part is off: colour did not carry identity across the labelled sets) and there are two or
-    more videos; never where other videos' people are taken as negatives."""
-    if cfg.links == "off" or (cfg.links == "auto" and (cfg.colour == "on" or _other_video_negatives(cfg))):
-        return False
-    return int(project.scalar("SELECT COUNT(DISTINCT video_id) FROM instances WHERE video_id IS NOT NULL") or 0) >= 2
 
 
 def link_after_mining(project: Project, table, result: MiningResult, mining_round: int, cfg: TrainConfig,
@@ -152,63 +110,21 @@ def link_after_mining(project: Project, table, result: MiningResult, mining_roun
             f"(share {params.keep:.2f}){quality}.")
 
 
+def _saved_resolution(run_dir: Path) -> dict[str, Any]:
+    """The recipe and auto values a run recorded at its start (kept across resumes)."""
+    try:
+        saved = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: saved[k] for k in ("recipe", "auto") if k in saved}
+
+
 def saved_start(run_dir: Path) -> str:
     """The start a run recorded in its config.json (kept across resumes)."""
     try:
         return str(json.loads((run_dir / "config.json").read_text(encoding="utf-8")).get("start", ""))
     except (OSError, ValueError):
         return ""
-
-
-# Where colour misleads across cameras (the colour part is off), the videos are cameras that
-# may show the same people and the model must learn what changes between cameras: ISR's
-# adjacent pairs with strong camera augmentation, trained in full. Measured on the synthetic
-# world (4 cameras, per-camera colour casts): 0.19 -> 0.46 held-out mAP in 7 CPU minutes;
-# the real-video defaults (ImageNet MobileNetV2 half frozen, tracklets) fell to 0.13 there.
-CROSS_CAMERA_RECIPE: dict[str, Any] = dict(
-    arch="resnet18", height=64, width=32, lr=1e-3, freeze=0.0, sampler="pairs", epochs=10, steps_per_epoch=60,
-    batch_size=64, remine_every=5)
-
-
-def augmentation(cfg: TrainConfig) -> tuple[float, float]:
-    """(camera-like strength, share of crops with mixed backgrounds), ``-1`` resolved by the
-    (resolved) colour setting: on real video, where colour is a cue, mild changes and mixed
-    backgrounds; across cameras with different colour casts, strong changes only."""
-    real_video = cfg.colour == "on"
-    strength = cfg.augment if cfg.augment >= 0 else (0.3 if real_video else 1.0)
-    mix = cfg.background_mix if cfg.background_mix >= 0 else (0.5 if real_video else 0.0)
-    return float(strength), float(mix)
-
-
-def apply_recipe(cfg: TrainConfig, recipe: dict[str, Any], given: dict[str, Any]) -> str:
-    """Set the recipe's fields that are still at their default values (``given``: the fields that are not);
-    returns a sentence for the log."""
-    changed = {k: v for k, v in recipe.items() if k not in given and getattr(cfg, k) != v}
-    for key, value in changed.items():
-        setattr(cfg, key, value)
-    if not changed:
-        return ""
-    return "Cross-camera recipe: " + ", ".join(f"{k} {v}" for k, v in changed.items()) + "."
-
-
-def choose_colour(project: Project, cfg: TrainConfig) -> tuple[str, str]:
-    """Resolve ``colour: auto`` from the data: within one real camera colour is the strongest
-    cue (keep it), across cameras with different colour casts it misleads (drop it). The
-    labelled datasets say which: colour goes on when the colour histogram alone reaches the
-    start model's mean mAP on them. With no labelled data it goes on (real footage is what
-    users bring). Returns ("on"|"off", a sentence for the log)."""
-    evaluate, names = _evaluator(project, cfg.dataset)
-    if evaluate is None:
-        return "on", "Colour part: on (auto; no labelled dataset to judge by)."
-    from idstudio.services.evaluation import ColorHistogram
-
-    start, _ = build_model(cfg.spec(colour=False), weights=cfg.weights, seed=cfg.seed)
-    with torch.inference_mode():
-        deep = eval_summary(evaluate(start.eval()))["mAP"]
-        colour = eval_summary(evaluate(ColorHistogram().eval()))["mAP"]
-    choice = "on" if colour >= deep else "off"
-    return choice, (f"Colour part: {choice} (auto; on {len(names)} labelled dataset(s) a colour histogram reaches mAP "
-                    f"{colour:.3f}, the start model {deep:.3f}).")
 
 
 def _describe_map(figures: dict[str, Any]) -> str:
@@ -339,28 +255,28 @@ def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | No
     t_start = time.perf_counter()
     payload: dict[str, Any] | None = None
     colour_why = ""
+    resolution: dict[str, Any] = {}
     if resume:
         run_dir = project.runs_dir / resume  # cfg: the saved config with the given changes (train())
         model, payload = load_checkpoint(run_dir / "last.pt", device="cpu", spec=cfg.spec())
         run_id = resume
         message = f"Resuming run {run_id} from epoch {payload['epoch']} step {payload.get('step', 0)}."
         start = saved_start(run_dir)
+        resolution = _saved_resolution(run_dir)
     else:
+        # services.recipe: the one resolution of the auto fields, shown by the Train view and `train --dry-run`
         if cfg.init:
-            from idstudio.services.models import load_model
-
-            model, ref = load_model(project, cfg.init)
-            cfg.colour = "on" if getattr(model.spec, "colour", 0) > 0 else "off"
+            resolved = resolve_train(project, cfg, device=device)
+            cfg, (model, ref) = resolved.config, resolved.start_model
+            resolution = resolved.record()
             if (model.spec.arch, model.spec.dim) != (cfg.arch, cfg.spec().dim):
                 raise UserError(f"Checkpoint {ref.key} is a {model.spec.arch} (dim {model.spec.dim}) but this run asks for "
                                 f"{cfg.arch} (dim {cfg.dim}); set --arch/--dim to match or choose another checkpoint.")
             message = f"Start: checkpoint {ref.key}."
         else:
-            if cfg.colour == "auto" and writer:
-                given = runbook.given_fields(cfg)
-                cfg.colour, colour_why = choose_colour(project, cfg)
-                if cfg.colour == "off":
-                    colour_why += " " + apply_recipe(cfg, CROSS_CAMERA_RECIPE, given)
+            if writer:
+                resolved = resolve_train(project, cfg, device=device)
+                cfg, colour_why, resolution = resolved.config, resolved.log, resolved.record()
             cfg = _broadcast(cfg)
             model, message = build_model(cfg.spec(), weights=cfg.weights, seed=cfg.seed)
         start = message
@@ -372,7 +288,7 @@ def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | No
         if not resume:  # released by train(); a resume took it there already
             (locks if locks is not None else []).append(runbook.RunLock(run.dir, run_id).acquire())
         runbook.remove_temporary_files(run.dir)
-        runbook.atomic_write_text(run.dir / "config.json", json.dumps({**cfgmod.to_dict(cfg), "start": start}, indent=2) + "\n")
+        runbook.atomic_write_text(run.dir / "config.json", json.dumps({**cfgmod.to_dict(cfg), "start": start, **resolution}, indent=2) + "\n")
         if resume:
             runbook.truncate_metrics(run.dir / "metrics.jsonl", payload.get("metrics_bytes"))
         ctx.attach_metrics_file(run.dir / "metrics.jsonl")
@@ -464,7 +380,7 @@ class Trainer:
         note = crop_cache.ensure(project, model.spec, cfg.crop_cache, ctx) if self.writer else None
         ctx.log(_broadcast(note))  # the other ranks wait here for the cache rank 0 builds
         self.crops = crop_cache.crop_store(project, table.id, model.spec, use_cache=cfg.crop_cache != "off")
-        self.evaluate, self.dataset_names = _evaluator(project, cfg.dataset) if self.writer else (None, [])
+        self.evaluate, self.dataset_names = dataset_evaluator(project, cfg.dataset) if self.writer else (None, [])
         self.deadline = t_start + cfg.max_minutes * 60 if cfg.max_minutes > 0 else None
         # the position: ``epoch`` and ``start_step`` say where the next step starts
         self.epoch, self.start_step, self.step = 0, 0, 0
@@ -601,7 +517,7 @@ class Trainer:
                 ctx.log(f"Training with {used} cross-video links.")
         try:
             return make_sampler(cfg.sampler, self.crops, self.table.video_id, self.table.frame, a, b,
-                                rel, comp, pos, tau=cfg.tau, other_video_negatives=_other_video_negatives(cfg))
+                                rel, comp, pos, tau=cfg.tau, other_video_negatives=other_video_negatives(cfg))
         except ValueError:
             raise UserError("The mined pairs form no pseudo-tracklet of two or more instances; use --sampler pairs, "
                             "lower --min-reliability or import more video.") from None

@@ -13,7 +13,7 @@ import pytest
 from idstudio.core.errors import UserError
 from idstudio.core.jobs import JobContext
 from idstudio.core.store import Project
-from idstudio.services import instances, links, mining, review, training
+from idstudio.services import instances, links, mining, recipe, review, training
 from idstudio.services.links import LinkConfig
 from idstudio.services.train_config import TrainConfig
 from idstudio.services.mining import MineConfig
@@ -158,10 +158,10 @@ def test_auto_settings_keep_links_to_cameras_and_other_videos_out_of_the_negativ
     (videos that look like cameras of one place) and never beside other-video negatives."""
     root = copy_project()
     with Project.open(root) as p:
-        assert not training._other_video_negatives(TrainConfig(colour="on"))
-        assert not training._other_video_negatives(TrainConfig(colour="off"))
-        assert training._other_video_negatives(TrainConfig(other_video_negatives="on"))
-        assert training.links_on(p, TrainConfig(colour="off"))
-        assert not training.links_on(p, TrainConfig(colour="on"))
-        assert not training.links_on(p, TrainConfig(colour="off", other_video_negatives="on"))
-        assert training.links_on(p, TrainConfig(colour="on", links="on"))
+        assert not recipe.other_video_negatives(TrainConfig(colour="on"))
+        assert not recipe.other_video_negatives(TrainConfig(colour="off"))
+        assert recipe.other_video_negatives(TrainConfig(other_video_negatives="on"))
+        assert recipe.links_on(p, TrainConfig(colour="off"))
+        assert not recipe.links_on(p, TrainConfig(colour="on"))
+        assert not recipe.links_on(p, TrainConfig(colour="off", other_video_negatives="on"))
+        assert recipe.links_on(p, TrainConfig(colour="on", links="on"))

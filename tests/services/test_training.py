@@ -16,7 +16,7 @@ from idstudio.core.errors import JobCancelled, UserError
 from idstudio.core.jobs import JobContext, read_events
 from idstudio.core.model import ModelSpec, build_model, save_checkpoint
 from idstudio.core.store import Project
-from idstudio.services import mining, train_config, training
+from idstudio.services import mining, rounds, train_config, training
 from idstudio.services.train_config import TrainConfig
 from idstudio.services.mining import MineConfig
 
@@ -49,7 +49,7 @@ def test_mine_stores_round_and_exports(copy_project, tmp_path):
 
 def test_reviews_override_pairs():
     a, b = np.array([1, 3]), np.array([2, 4])
-    a2, b2, w, comp, pos = mining.apply_reviews(a, b, np.array([0.3, 0.5]), np.array([0, 1]),
+    a2, b2, w, comp, pos = rounds.apply_reviews(a, b, np.array([0.3, 0.5]), np.array([0, 1]),
                                                   {(1, 2): "accept", (3, 4): "reject", (7, 9): "accept"})
     assert list(w) == [1.0, 1.0, 1.0] and list(pos) == [True, False, True]
     assert list(a2) == [1, 3, 7] and comp[1] == -1
