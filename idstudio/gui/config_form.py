@@ -5,6 +5,11 @@ their choices all come from ``core.config`` metadata, and :meth:`ConfigForm.conf
 the object through ``config.from_dict`` -- the same coercion the CLI's ``config.build``
 uses -- so the GUI's Start button runs exactly the config the CLI would build from flags.
 
+No widget shows a sentinel: a field's ``special=(value, word)`` (``-1`` meaning auto, ``0``
+meaning never) is shown as its word. ``set_resolved`` writes, under each field, the value that
+will really run and why (``services.recipe``); ``set_chooser`` turns a free-text field with a few
+valid values into an editable list with a file button, checked as the user types.
+
 Presets are partial dicts of field values: built-ins as JSON in ``resources/presets/<kind>/``
 and the user's own in ``QSettings`` (``presets/<ClassName>/<name>``).
 """
@@ -17,20 +22,26 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
+    QHBoxLayout,
+    QLabel,
     QLineEdit,
+    QSizePolicy,
     QSpinBox,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from idstudio.core import config as cfgmod
+from idstudio.core.errors import UserError
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "resources" / "presets"
 
@@ -70,6 +81,8 @@ class FloatSpinBox(QDoubleSpinBox):
         return f"{value:.6g}"
 
     def valueFromText(self, text: str) -> float:  # noqa: N802
+        if self.specialValueText() and text.strip() == self.specialValueText():
+            return self.minimum()
         try:
             return float(text)
         except ValueError:
@@ -79,6 +92,11 @@ class FloatSpinBox(QDoubleSpinBox):
         from PySide6.QtGui import QValidator
 
         stripped = text.strip()
+        word = self.specialValueText()
+        if word and stripped == word:
+            return QValidator.State.Acceptable, text, pos
+        if word and stripped and word.startswith(stripped):
+            return QValidator.State.Intermediate, text, pos
         if stripped in ("", "-", "+", ".", "-.") or stripped.lower().endswith(("e", "e-", "e+")):
             return QValidator.State.Intermediate, text, pos
         try:
@@ -108,6 +126,11 @@ class ConfigForm(QWidget):
         self.fields = [f for f in cfgmod.ordered_fields(cls) if f.name not in self.skip]
         self.types = {f.name: cfgmod.field_type(cls, f) for f in self.fields}
         self.widgets: dict[str, QWidget] = {}
+        self.notes: dict[str, QLabel] = {}     # under each field: the value that runs, and why
+        self.errors: dict[str, str] = {}       # field -> one sentence, for a value that cannot work
+        self.checks: dict[str, Any] = {}       # field -> check(text) -> sentence | None (choosers)
+        self.resolved: dict[str, Any] = {}
+        self.reasons: dict[str, str] = {}
         self.groups: dict[str, QGroupBox] = {}
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -118,6 +141,7 @@ class ConfigForm(QWidget):
                 box = QGroupBox(group, self)
                 form = QFormLayout(box)
                 form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+                form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
                 form.setContentsMargins(6, 4, 6, 4)
                 form.setVerticalSpacing(3)
                 layout.addWidget(box)
@@ -129,9 +153,22 @@ class ConfigForm(QWidget):
             widget.setToolTip(tip.strip())
             label = f.name.replace("_", " ")
             label = label[:1].upper() + label[1:]
-            forms[group].addRow(label, widget)
-            forms[group].labelForField(widget).setToolTip(tip)
+            cell = QWidget(self)  # the field, and under it a note with the value that will run
+            cv = QVBoxLayout(cell)
+            cv.setContentsMargins(0, 0, 0, 0)
+            cv.setSpacing(0)
+            cv.addWidget(widget)
+            note = QLabel(cell)
+            note.setObjectName(f"note_{f.name}")
+            note.setWordWrap(True)
+            note.setStyleSheet("color: #777; font-size: 8pt")
+            note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            note.hide()
+            cv.addWidget(note)
+            forms[group].addRow(label, cell)
+            forms[group].labelForField(cell).setToolTip(tip)
             self.widgets[f.name] = widget
+            self.notes[f.name] = note
         layout.addStretch(1)
         self.set_values(cfgmod.to_dict(cls()))
 
@@ -140,9 +177,12 @@ class ConfigForm(QWidget):
         tp = self.types[f.name]
         base = cfgmod.base_type(tp)
         choices = f.metadata.get("choices")
+        special = f.metadata.get("special")
         default = _default(f)
         if choices is not None:
             w = QComboBox(self)
+            w.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            w.setMinimumContentsLength(6)
             for c in choices:
                 w.addItem(_fmt(c), c)
             w.currentIndexChanged.connect(self.changed)
@@ -154,12 +194,18 @@ class ConfigForm(QWidget):
         if base is int and not _is_optional(tp):
             w = QSpinBox(self)
             w.setRange(-2_000_000_000, 2_000_000_000)
+            if special is not None:  # the sentinel is the minimum, shown as its word
+                w.setMinimum(int(special[0]))
+                w.setSpecialValueText(special[1])
             w.setKeyboardTracking(False)
             w.valueChanged.connect(self.changed)
             return w
         if base is float and not _is_optional(tp):
             w = FloatSpinBox(self)
             w.set_step_for(float(default or 0.0))
+            if special is not None:
+                w.setMinimum(float(special[0]))
+                w.setSpecialValueText(special[1])
             w.valueChanged.connect(self.changed)
             return w
         w = QLineEdit(self)
@@ -167,12 +213,16 @@ class ConfigForm(QWidget):
             w.setPlaceholderText("comma-separated")
         elif _is_optional(tp):
             w.setPlaceholderText("none")
+        if special is not None and special[0] in ("", None):
+            w.setPlaceholderText(special[1])
         w.textChanged.connect(self.changed)
         return w
 
     def _set_widget(self, name: str, value: Any) -> None:
         w = self.widgets[name]
-        if isinstance(w, QComboBox):
+        if isinstance(w, QComboBox) and w.isEditable():
+            w.setEditText(_fmt(value))
+        elif isinstance(w, QComboBox):
             index = w.findData(value)
             if index < 0:
                 index = w.findText(_fmt(value))
@@ -189,6 +239,8 @@ class ConfigForm(QWidget):
 
     def _widget_value(self, name: str) -> Any:
         w = self.widgets[name]
+        if isinstance(w, QComboBox) and w.isEditable():
+            return w.currentText().strip()
         if isinstance(w, QComboBox):
             return w.currentData()
         if isinstance(w, QCheckBox):
@@ -213,6 +265,9 @@ class ConfigForm(QWidget):
 
         Raises ``UserError`` with one sentence when a field holds an invalid value.
         """
+        errors = [message for name, message in self.errors.items() if name not in overrides]
+        if errors:
+            raise UserError(errors[0])
         data = self.values()
         data.update(overrides)
         return cfgmod.from_dict(self.cls, data)
@@ -231,6 +286,99 @@ class ConfigForm(QWidget):
             self.blockSignals(False)
         self.changed.emit()
         return unknown
+
+    # ---- what will run -------------------------------------------------------------------
+    def set_resolved(self, values: dict[str, Any], reasons: dict[str, str] | None = None) -> None:
+        """Under each field in ``values``: the value that will run and why (greyed); the other
+        notes are cleared. A field's own error (a chooser's check) takes precedence."""
+        reasons = reasons or {}
+        self.resolved, self.reasons = dict(values), dict(reasons)
+        for name, note in self.notes.items():
+            if name in self.errors:
+                continue
+            if name in values:
+                why = reasons.get(name, "")
+                note.setText(f"→ {_fmt(values[name])}" + (f" ({why})" if why else ""))
+                note.setToolTip(why)
+                note.setStyleSheet("color: #777; font-size: 8pt")
+                note.show()
+            else:
+                note.clear()
+                note.hide()
+
+    def note_text(self, name: str) -> str:
+        note = self.notes[name]
+        return note.text() if not note.isHidden() else ""
+
+    # ---- choosers --------------------------------------------------------------------------
+    def set_chooser(self, name: str, items: list[tuple[str, str]], check=None, file_filter: str | None = None,
+                    placeholder: str = "") -> QComboBox:
+        """Turn a text field into an editable list of ``items`` ((value, description) pairs: the
+        value is what the field holds), with a file button when ``file_filter`` is given; each
+        edit runs ``check(text) -> sentence | None`` and shows the sentence under the field."""
+        old = self.widgets[name]
+        if isinstance(old, QComboBox) and old.isEditable():
+            box = old
+            keep = box.currentText()
+            box.blockSignals(True)
+            box.clear()
+        else:
+            keep = self._widget_value(name)
+            box = QComboBox(old.parentWidget())
+            box.setEditable(True)
+            box.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+            box.setObjectName(old.objectName())
+            box.setToolTip(old.toolTip())
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(8)
+            box.lineEdit().setPlaceholderText(placeholder or (old.placeholderText() if isinstance(old, QLineEdit) else ""))
+            row = QHBoxLayout()
+            row.setContentsMargins(0, 0, 0, 0)
+            row.setSpacing(2)
+            row.addWidget(box, 1)
+            if file_filter is not None:
+                button = QToolButton(old.parentWidget())
+                button.setText("…")
+                button.setObjectName(f"file_{name}")
+                button.setToolTip("Choose a file.")
+                button.clicked.connect(lambda _=False, b=box, ff=file_filter: self._choose_file(b, ff))
+                row.addWidget(button)
+            cell = old.parentWidget()
+            cell.layout().removeWidget(old)
+            old.hide()
+            old.deleteLater()
+            cell.layout().insertLayout(0, row)
+            box.blockSignals(True)
+            box.editTextChanged.connect(lambda text, n=name: self._check(n, text))
+            box.editTextChanged.connect(self.changed)
+            self.widgets[name] = box
+        for value, description in items:
+            box.addItem(value, value)
+            box.setItemData(box.count() - 1, description, Qt.ItemDataRole.ToolTipRole)
+        box.setEditText(_fmt(keep))
+        box.blockSignals(False)
+        if check is not None:
+            self.checks[name] = check
+        self._check(name, box.currentText())
+        return box
+
+    def _choose_file(self, box: QComboBox, file_filter: str) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a file", box.currentText(), file_filter)
+        if path:
+            box.setEditText(path)
+
+    def _check(self, name: str, text: str) -> None:
+        check = self.checks.get(name)
+        message = check(text.strip()) if check is not None else None
+        note = self.notes[name]
+        if message:
+            self.errors[name] = message
+            note.setText(message)
+            note.setToolTip(message)
+            note.setStyleSheet("color: #c0392b; font-size: 8pt")
+            note.show()
+        elif self.errors.pop(name, None) is not None:
+            self.set_resolved(self.resolved, self.reasons)
 
     def set_config(self, config: Any) -> None:
         self.set_values(cfgmod.to_dict(config))

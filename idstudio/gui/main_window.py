@@ -394,6 +394,8 @@ class MainWindow(QMainWindow):
     # ---- jobs ------------------------------------------------------------------------------------
     def _job_started(self, job_id: str, title: str) -> None:
         handle = self.session.runner.handle(job_id)
+        if handle is not None and handle.quiet:  # a background look-up: its view shows the outcome
+            return
         widget = JobWidget(handle, self)
         self.job_widgets[job_id] = widget
         self.statusBar().addPermanentWidget(widget)
@@ -412,17 +414,23 @@ class MainWindow(QMainWindow):
     def _job_finished(self, job_id: str, result: Any) -> None:
         handle = self.session.runner.handle(job_id)
         self._remove_job(job_id)
+        if handle is not None and handle.quiet:
+            return
         self.statusBar().showMessage(f"{handle.title if handle else 'Job'} finished.", 6000)
         self._update_status()
 
     def _job_cancelled(self, job_id: str) -> None:
         handle = self.session.runner.handle(job_id)
         self._remove_job(job_id)
+        if handle is not None and handle.quiet:
+            return
         self.statusBar().showMessage(f"{handle.title if handle else 'Job'} cancelled; nothing was kept from it.", 6000)
 
     def _job_failed(self, job_id: str, message: str) -> None:
         handle = self.session.runner.handle(job_id)
         self._remove_job(job_id)
+        if handle is not None and handle.quiet:
+            return
         title = f"{handle.title} failed" if handle else "A job failed"
         details = "\n".join(self.job_logs.get(job_id, [])[-20:])
         self.show_error(title, message, details)
@@ -463,7 +471,7 @@ class MainWindow(QMainWindow):
         settings.sync()
 
     def closeEvent(self, event) -> None:  # noqa: N802
-        running = self.session.runner.running()
+        running = [h for h in self.session.runner.running() if not h.quiet]
         if running:
             answer = QMessageBox.question(
                 self, "Jobs are running",

@@ -50,6 +50,7 @@ class JobHandle:
         self.done_total: tuple[int, int] = (0, 0)
         self.message = ""
         self.started_at = time.time()
+        self.quiet = False  # a background look-up (e.g. a form's resolution): no status-bar entry, no message box
         self._done = threading.Event()
 
     def stop(self) -> None:
@@ -156,9 +157,10 @@ class JobRunner(QObject):
         self._emitter.done.connect(self._on_done, queued)
 
     # ---- API --------------------------------------------------------------------------
-    def start(self, title: str, fn: Callable[..., Any], *args: Any) -> JobHandle:
+    def start(self, title: str, fn: Callable[..., Any], *args: Any, quiet: bool = False) -> JobHandle:
         job_id = f"job-{next(self._ids)}"
         handle = JobHandle(job_id, title, JobContext())
+        handle.quiet = quiet
         self.jobs[job_id] = handle
         self.pool.start(_Task(handle, fn, args, self._emitter))
         self.started.emit(job_id, title)

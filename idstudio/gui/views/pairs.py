@@ -118,6 +118,13 @@ class PairsView(QWidget):
             mv.addWidget(scroll, 1)
             self.mine_scroll = scroll
             self.checkpoint_box = self._checkpoint_choice()
+            from idstudio.gui.form_resolution import FormResolution
+            from idstudio.services import recipe
+
+            # the init model's start is training's (services.recipe): shown under its auto fields
+            self.mine_form.set_chooser("weights", list(recipe.WEIGHT_CHOICES), check=recipe.check_weights,
+                                       file_filter=recipe.WEIGHT_FILES)
+            self.mine_resolution = FormResolution(self.session, self.mine_form, recipe.mine_resolve_job, self)
         else:
             note = QLabel("Mining becomes available when the mining service is installed "
                           "(services.mining.MineConfig).", mine_box)

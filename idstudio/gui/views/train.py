@@ -41,54 +41,13 @@ from PySide6.QtWidgets import (
 
 from idstudio.core.errors import UserError
 from idstudio.core.jobs import metric_series, read_events
+from idstudio.gui.views.train_plots import (KNOWN, MEAN_RELIABILITY, PLOTS, TrainPlots,  # noqa: F401 - re-exported
+                                            metric_info, plot_for)
 
 REDRAW_MS = 200
 FINAL = ("finished", "stopped", "cancelled", "failed")
 STATUS_COLOURS = {"running": "#2f7ed8", "running elsewhere": "#2f7ed8", "finished": "#2e9d3a", "stopped": "#b8860b", "cancelled": "#888888",
                   "failed": "#c0392b", "interrupted": "#c0392b"}
-PALETTE = ["#2f7ed8", "#e4572e", "#2e9d3a", "#8e44ad", "#b8860b", "#17a2b8"]
-
-# plot key -> (title, log-scale y)
-PLOTS = {
-    "loss": ("Loss (per step)", False),
-    "lr": ("Learning rate", True),
-    "pairs": ("Pairs per mining round", False),
-    "quality": ("Pair quality per round", False),
-    "component": ("Largest component share per round", False),
-    "eval": ("mAP / Rank-1 per epoch (%)", False),
-}
-# metric name -> (plot, legend label, scale)
-KNOWN = {
-    "train/loss": ("loss", "loss", 1.0),
-    "train/lr": ("lr", "lr", 1.0),
-    "mine/n_pairs": ("pairs", "pairs", 1.0),
-    "mine/mean_reliability": ("quality", "mean reliability", 1.0),
-    "mine/precision": ("quality", "precision vs ground truth", 1.0),
-    "mine/recall": ("quality", "recall vs ground truth", 1.0),
-    "mine/largest_component_share": ("component", "largest component", 1.0),
-    "eval/mAP": ("eval", "mAP", 100.0),
-    "eval/rank1": ("eval", "Rank-1", 100.0),
-}
-# With several labelled datasets the trainer also logs eval/<dataset>/mAP (and rank1): one
-# mAP curve per dataset; eval/mAP is then their mean.
-PER_DATASET_PREFIX = "eval/"
-MEAN_RELIABILITY = "mine/mean_reliability"
-
-
-def metric_info(name: str) -> tuple[str, str, float] | None:
-    """(plot, legend label, scale) of a metric name; None: not plotted."""
-    if name in KNOWN:
-        return KNOWN[name]
-    if name.startswith(PER_DATASET_PREFIX) and name.endswith("/mAP") and name.count("/") == 2:
-        return "eval", name.split("/")[1], 100.0
-    return None
-
-
-def plot_for(name: str) -> str | None:
-    """Which plot a metric name belongs to (None: not plotted)."""
-    entry = metric_info(name)
-    return entry[0] if entry else None
-
 
 # Modules the trainer and the miner import lazily. Loading their extension libraries holds
 # the GIL, so a first import inside a job froze the window for 0.5-1 s mid-work (measured with
@@ -140,110 +99,6 @@ def short_start(message: str) -> str:
         where = text[text.find("(") + 1:text.rfind(")")] if "(" in text else "a weights file"
         return f"start: ImageNet {arch} ({where.replace('ImageNet weights ', '')})"
     return "start: " + text.split(";")[0].split(" (")[0]
-
-
-class TrainPlots(pg.GraphicsLayoutWidget):
-    """Six small plots; ``add(name, step, value)`` buffers, ``redraw()`` paints."""
-
-    def __init__(self, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.setBackground("w")
-        self.ci.layout.setSpacing(4)
-        self.plots: dict[str, pg.PlotItem] = {}
-        self.series: dict[str, tuple[list[float], list[float]]] = {}
-        self.curves: dict[str, pg.PlotDataItem] = {}
-        self.empty_labels: dict[str, pg.TextItem] = {}
-        self._dirty: set[str] = set()
-        for i, (key, (title, log)) in enumerate(PLOTS.items()):
-            plot = self.addPlot(row=i // 3, col=i % 3)
-            plot.setTitle(title, size="9pt", color="#333")
-            plot.showGrid(x=True, y=True, alpha=0.25)
-            plot.setLogMode(y=log)
-            plot.setMenuEnabled(False)
-            for axis in ("left", "bottom"):
-                plot.getAxis(axis).setTextPen("#555")
-                plot.getAxis(axis).setPen("#999")
-            # mAP rises towards the top right: its legend goes bottom right, out of the way
-            corner = (-4, -4) if key == "eval" else (-4, 4)
-            plot.addLegend(offset=corner, labelTextSize="8pt", labelTextColor="#333")
-            empty = pg.TextItem("no data yet", color="#aaa", anchor=(0.5, 0.5))
-            plot.addItem(empty, ignoreBounds=True)
-            empty.setPos(0.5, 0.5)
-            self.empty_labels[key] = empty
-            self.plots[key] = plot
-
-    def _per_dataset(self) -> bool:
-        return any(n.count("/") == 2 for n in self.series if n.startswith(PER_DATASET_PREFIX))
-
-    def _label(self, name: str) -> str:
-        """Legend label; beside per-dataset mAP curves, the plain mAP is their mean."""
-        label = metric_info(name)[1]
-        if name == "eval/mAP" and self._per_dataset():
-            label = "mean"
-        return label
-
-    def clear_all(self) -> None:
-        for curve in self.curves.values():
-            for plot in self.plots.values():
-                if curve in plot.items:
-                    plot.removeItem(curve)
-                    plot.legend.removeItem(curve)
-        self.curves.clear()
-        self.series.clear()
-        self._dirty.clear()
-        for label in self.empty_labels.values():
-            label.setVisible(True)
-
-    def add(self, name: str, step: float, value: float) -> None:
-        if plot_for(name) is None:
-            return
-        xs, ys = self.series.setdefault(name, ([], []))
-        xs.append(step)
-        ys.append(value * metric_info(name)[2])
-        self._dirty.add(name)
-
-    def set_series(self, name: str, points: list[tuple[float, float]]) -> None:
-        """Replace one series (e.g. mean reliability, read from the database)."""
-        if plot_for(name) is None:
-            return
-        self.series[name] = ([p[0] for p in points], [p[1] * metric_info(name)[2] for p in points])
-        self._dirty.add(name)
-
-    def load(self, series: dict[str, list[tuple[float, float]]]) -> None:
-        self.clear_all()
-        for name, points in series.items():
-            for step, value in points:
-                self.add(name, step, value)
-        self.redraw()
-
-    def redraw(self) -> None:
-        for name in sorted(self._dirty):
-            key = plot_for(name)
-            if key is None or (name == "eval/rank1" and self._per_dataset()):
-                continue  # with one mAP curve per dataset, the mean Rank-1 would crowd the plot
-            xs, ys = self.series[name]
-            curve = self.curves.get(name)
-            if curve is None:
-                plot = self.plots[key]
-                colour = PALETTE[sum(1 for n in self.curves if plot_for(n) == key) % len(PALETTE)]
-                many = key in ("loss", "lr")
-                curve = plot.plot([], [], pen=pg.mkPen(colour, width=1.5), name=self._label(name),
-                                  symbol=None if many else "o", symbolSize=5, symbolBrush=colour, symbolPen=None)
-                if many:
-                    curve.setDownsampling(auto=True, method="peak")
-                    curve.setClipToView(True)
-                self.curves[name] = curve
-                self.empty_labels[key].setVisible(False)
-                n_in_plot = sum(1 for n in self.curves if plot_for(n) == key)
-                plot.legend.setVisible(n_in_plot > 1)
-                if n_in_plot > 3:  # many datasets: a see-through legend keeps the curves under it visible
-                    plot.legend.setBrush(pg.mkBrush(255, 255, 255, 150))
-            curve.setData(xs, ys)
-        self._dirty.clear()
-
-    def points(self, key: str) -> int:
-        """How many points the plot ``key`` shows (tests)."""
-        return sum(len(self.series[n][0]) for n in self.curves if plot_for(n) == key)
 
 
 class TrainView(QWidget):
@@ -300,8 +155,14 @@ class TrainView(QWidget):
         lv.addLayout(row)
         self.form_scroll = QScrollArea(left)
         self.form_scroll.setWidgetResizable(True)
-        self.form_scroll.setMinimumWidth(330)
+        self.form_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # fields shrink instead
+        self.form_scroll.setMinimumWidth(380)
         lv.addWidget(self.form_scroll, 1)
+        self.resolved_label = QLabel("", left)  # what Start will run on this project (services.recipe)
+        self.resolved_label.setObjectName("resolved")
+        self.resolved_label.setWordWrap(True)
+        self.resolved_label.setStyleSheet("color: #555")
+        lv.addWidget(self.resolved_label)
         self.form_error = QLabel(left)
         self.form_error.setWordWrap(True)
         self.form_error.setStyleSheet("color: #c0392b")
@@ -359,7 +220,7 @@ class TrainView(QWidget):
         self.runs.setAlternatingRowColors(True)
         self.runs.setSortingEnabled(False)
         self.runs.currentItemChanged.connect(self._on_run_selected)
-        for col, width in enumerate((184, 72, 62, 82, 60)):
+        for col, width in enumerate((160, 66, 62, 82, 60)):
             self.runs.setColumnWidth(col, width)
         bottom.addWidget(self.runs)
         self.log = QPlainTextEdit(bottom)
@@ -369,12 +230,12 @@ class TrainView(QWidget):
         self.log.setPlaceholderText("The selected run's log appears here.")
         self.log.setStyleSheet("font-family: monospace; font-size: 9pt")
         bottom.addWidget(self.log)
-        bottom.setSizes([580, 420])
+        bottom.setSizes([660, 340])  # the six columns fit beside the log at the default size
         vsplit.addWidget(bottom)
         vsplit.setSizes([460, 220])
         rv.addWidget(vsplit, 1)
         split.addWidget(right)
-        split.setSizes([360, 900])
+        split.setSizes([420, 900])
         split.setStretchFactor(1, 1)
         self._build_form()
         self._update_buttons()
@@ -397,10 +258,45 @@ class TrainView(QWidget):
         skip = tuple(n for n in ("resume",) if n in {f.name for f in dataclasses.fields(cls)})
         self.form = ConfigForm(cls, skip=skip, preset_kind="train")
         self.form_scroll.setWidget(self.form)
+        self._build_choosers()
+        from idstudio.gui.form_resolution import FormResolution
+        from idstudio.services import recipe
+
+        self.resolution = FormResolution(self.session, self.form, recipe.resolve_job, self)
+        self.resolution.resolved.connect(self._show_resolved)
+        self.resolution.failed.connect(lambda message: self.resolved_label.setText(f"Cannot tell what will run: {message}"))
+        self.session.project_opened.connect(lambda *_: self._build_choosers())
+        self.session.data_changed.connect(lambda area: area == "runs" and self._build_choosers())
         self.preset_box.clear()
         self.preset_box.addItems(list(self.form.presets()))
         self.preset_box.setCurrentText("Default")
         self.preset_box.textActivated.connect(self.form.apply_preset)
+
+    def _build_choosers(self) -> None:
+        """Weights and Init: the valid words, the runs and registered models, a file button; checked as typed."""
+        if self.form is None:
+            return
+        from idstudio.services import recipe
+
+        self.form.set_chooser("weights", list(recipe.WEIGHT_CHOICES), check=recipe.check_weights,
+                              file_filter=recipe.WEIGHT_FILES)
+        project = getattr(self.session, "project", None)
+        self.form.set_chooser("init", [("", "none: the start comes from Weights")] + recipe.start_choices(project),
+                              check=lambda text: recipe.check_start(getattr(self.session, "project", None), text),
+                              file_filter="Checkpoints (*.pt *.onnx);;All files (*)", placeholder="none")
+
+    def _show_resolved(self, res) -> None:
+        """One line above Start: the model, input size, start and recipe that will run."""
+        cfg = res.config
+        start = (f"from {cfg.init}" if cfg.init else
+                 {"imagenet": "from ImageNet", "none": "from random"}.get(res.values.get("weights", cfg.weights),
+                                                                          f"from {cfg.weights}"))
+        recipe = {"cross-camera": "cross-camera recipe", "real-video": "real-video recipe",
+                  "init": "start checkpoint", "default": "settings as given"}.get(res.recipe, res.recipe)
+        why = res.reasons.get("arch") or res.reasons.get("colour", "")
+        self.resolved_label.setText(f"Start will train {cfg.arch} at {cfg.height}x{cfg.width} {start}, colour part "
+                                    f"{cfg.colour}: {recipe}" + (f" ({why.removeprefix('cross-camera recipe: ')})"
+                                                                 if why else "") + ".")
 
     # ---- actions -----------------------------------------------------------------------
     def _save_preset(self) -> None:
