@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from idstudio.core.errors import UserError
 
 DEBOUNCE_MS = 300
-DATA_AREAS = ("videos", "datasets")
+DATA_AREAS = ("videos", "datasets", "runs")  # runs: "latest run" and the start choices
 
 
 class FormResolution(QObject):

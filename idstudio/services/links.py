@@ -34,8 +34,9 @@ class LinkConfig(LinkFields):
     GROUPS: ClassVar[tuple[str, ...]] = ("Model", "Links", "Hardware")
 
     checkpoint: str = field("", help="model to embed with: a run id, a registered model, a .pt file, or empty for "
-                            "the latest run", group="Model")
-    mining_round: int = field(0, help="mining round whose pseudo-tracklets are linked (0: the latest)", group="Links")
+                            "the latest run", group="Model", special=("", "latest run"))
+    mining_round: int = field(0, help="mining round whose pseudo-tracklets are linked (0: the latest)", group="Links",
+                              special=(0, "latest"))
     batch_size: int = field(128, help="images per embedding batch", group="Hardware")
     device: str = field("auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps", group="Hardware")
 

@@ -272,9 +272,18 @@ def mine_start(project: Project, mine_cfg: Any) -> tuple[Any, str, Resolved]:
 def mine_resolution(project: Project, mine_cfg: Any) -> Resolved:
     """What the mining form shows beside its auto fields: the init model's resolved start."""
     out = Resolved(mine_cfg)
+    try:
+        ref = resolve_checkpoint(project, mine_cfg.checkpoint or None)
+    except UserError:
+        ref = None
+    if ref is not None and ref.path is not None:  # a trained model embeds: the init fields do not apply
+        out.recipe = "checkpoint"
+        if mine_cfg.spatial_gate == "auto":
+            out.values["spatial_gate"], out.reasons["spatial_gate"] = "off", f"{ref.key} is a trained model"
+        return out
     _spec, weights, res = mine_start(project, mine_cfg)
     train_cfg = res.config
-    why = f"as training starts: {res.recipe} recipe"
+    why = f"init, as training starts: {res.recipe} recipe"
     if mine_cfg.arch in ("", "auto"):
         out.values["arch"], out.reasons["arch"] = train_cfg.arch, why
     for name in ("height", "width", "dim"):

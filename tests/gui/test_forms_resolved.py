@@ -231,5 +231,5 @@ def test_train_and_pairs_forms_fit_at_the_default_size(qtbot, window, copy_proje
     qtbot.wait(200)
     window.grab().save(str(tmp_path / "pairs.png"))
     assert pairs.mine_scroll.horizontalScrollBar().maximum() == 0
-    assert pairs.mine_form.note_text("arch").startswith("→ resnet18 (as training starts")
+    assert pairs.mine_form.note_text("arch").startswith("→ resnet18 (init, as training starts")
     assert (tmp_path / "train.png").stat().st_size > 10000

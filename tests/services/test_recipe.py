@@ -102,3 +102,13 @@ def test_dry_run_is_what_the_run_records_and_mine_init_starts_like_train(copy_pr
     assert len(ab_mine) == mined["n_pairs"] > 100
     assert np.array_equal(ab_mine, ab_train)
     assert rel_mine == pytest.approx(rel_train, abs=1e-4)
+
+
+def test_mining_from_a_trained_checkpoint_shows_no_init_fields(small_project, tmp_path):
+    from idstudio.core.model import ModelSpec, build_model, save_checkpoint
+
+    model, _ = build_model(ModelSpec("resnet18", 32, 64, 32), weights="none")
+    path = save_checkpoint(tmp_path / "m.pt", model, epoch=1, metrics={})
+    with Project.open(small_project) as project:
+        res = recipe.mine_resolution(project, MineConfig(checkpoint=str(path)))
+    assert res.recipe == "checkpoint" and res.values == {"spatial_gate": "off"} and "trained" in res.reasons["spatial_gate"]
