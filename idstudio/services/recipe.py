@@ -111,10 +111,9 @@ class ColourEvidence:
     def short(self) -> str:
         if self.colour_map is None:
             return "no labelled dataset to judge by"
-        where = ", ".join(self.datasets)
-        relation = "reaches" if self.choice == "on" else "is below"
-        return (f"a colour histogram (mAP {self.colour_map:.3f}) {relation} the start model ({self.start_map:.3f}) "
-                f"on {where}")
+        relation = "≥" if self.choice == "on" else "<"
+        return (f"colour histogram mAP {self.colour_map:.3f} {relation} start model {self.start_map:.3f} "
+                f"on {', '.join(self.datasets)}")
 
 
 @dataclass
@@ -232,7 +231,7 @@ def resolve_train(project: Project, cfg: Any, given: dict[str, Any] | None = Non
                                 "other videos' people are negatives" if cfg.other_video_negatives == "on" else
                                 "fewer than two videos")
     if cfg.other_video_negatives == "auto":
-        out.values["other_video_negatives"], out.reasons["other_video_negatives"] = "off", "measured: on lost cross-camera skill"
+        out.values["other_video_negatives"], out.reasons["other_video_negatives"] = "off", "measured: with them the cross-camera sets fell"
     if cfg.spatial_gate == "auto":
         trained = bool(cfg.init)
         out.values["spatial_gate"] = "off" if trained else "on, then off"

@@ -272,6 +272,16 @@ class TrainView(QWidget):
         self.preset_box.setCurrentText("Default")
         self.preset_box.textActivated.connect(self.form.apply_preset)
 
+    def prepare_screenshot(self, process_events, timeout_s: float = 120.0) -> None:
+        """Wait (pumping events) until the form shows what will run (gui/screenshots.py)."""
+        end = time.monotonic() + timeout_s
+        resolution = getattr(self, "resolution", None)
+        if resolution is None or self.session.root is None:
+            return
+        while (resolution.busy or (resolution.last is None and not resolution.error)) and time.monotonic() < end:
+            process_events()
+            time.sleep(0.02)
+
     def _build_choosers(self) -> None:
         """Weights and Init: the valid words, the runs and registered models, a file button; checked as typed."""
         if self.form is None:
