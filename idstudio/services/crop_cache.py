@@ -8,7 +8,6 @@ Training builds or updates the cache of its input size by itself at the start of
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from idstudio.core import crop_cache
@@ -70,8 +69,7 @@ def build(project_root: Path | Project, size: tuple[int, int] = DEFAULT_SIZE, ct
         raise UserError(cache.short_of_disk_sentence(plan))
     ctx.log(f"Crop cache {crop_cache.size_label(*size)}: {len(plan['todo'])} crops to decode, "
             f"{human_bytes(plan['grow_bytes'])} more on disk ({human_bytes(plan['free_bytes'])} free).")
-    spec = SimpleNamespace(height=size[0], width=size[1], resize="squash")
-    crop_cache.ensure(project, spec, "on", ctx)
+    cache.update(project, ctx=ctx, plan=plan)
     with project.lock:
         result = {**CropCache.of(project, *size).status(project.crops_conn), "decoded": len(plan["todo"])}
     ctx.log(describe([result]))
