@@ -256,22 +256,28 @@ class CropCache:
                         ctx.progress(done, len(todo), label)
                     chunk = todo[start:start + BUILD_BATCH].tolist()
                     images = decode_crops_uint8(project.crop_jpegs(chunk), spec).numpy()
+                    new, refreshed = [], []
                     for k, instance in enumerate(chunk):
                         slot = slot_of.get(instance)
                         if slot is None:
-                            slot = slot_of[instance] = len(ids)
-                            ids.append(instance)
-                            seqs.append(seq)
+                            slot = slot_of[instance] = len(ids) + len(new)
+                            new.append(instance)
                         else:
-                            seqs[slot] = seq
+                            refreshed.append(slot)
                         os.pwrite(fd, images[k].tobytes(), slot * self.crop_bytes)
+                    # the chunk is written: only now does the index hold it
+                    ids.extend(new)
+                    seqs.extend([seq] * len(new))
+                    for slot in refreshed:
+                        seqs[slot] = seq
                     done += len(chunk)
-                    self.ids, self.seqs = np.array(ids, np.int64), np.array(seqs, np.int64)
                 if ctx is not None:
                     ctx.progress(done, len(todo), label)
             finally:
                 os.fsync(fd)
                 os.close(fd)
+                if done:
+                    self.ids, self.seqs = np.array(ids, np.int64), np.array(seqs, np.int64)
                 if done or not self.exists:
                     self._write_meta()
             return {"size": size_label(self.height, self.width), "decoded": done, "bytes": self.nbytes,
