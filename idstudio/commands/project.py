@@ -42,7 +42,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         for video in project.videos():
             state = "" if video["status"] == "complete" else f"  [{video['status'].upper()}: incomplete, run the same import to resume]"
             lines.append(f"  video {video['id']:>3} {video['name']:<28} camera {video['camera']:<10} "
-                         f"{video['n_frames']:>6} frames {video['n_instances']:>7} instances  {video['detector']}{state}")
+                         f"{video['n_frames']:>6} frames {video['n_instances']:>7} instances  {video['detector']}"
+                         f"  site {video.get('site') or '-'}{state}")
         for d in project.datasets():
             lines.append(f"  dataset {d['name']:<24} query {d['n_query'] or 0:>5}  gallery {d['n_gallery'] or 0:>6}  train {d['n_train'] or 0:>6}")
         lines.append(", ".join(f"{k} {v}" for k, v in summary.items() if k not in ("project", "schema_version")))

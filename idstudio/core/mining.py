@@ -286,8 +286,10 @@ def pair_components(a: np.ndarray, b: np.ndarray, frame_a: np.ndarray, video: np
 
 # ---- the round ----------------------------------------------------------------------------------
 def mine(ids: np.ndarray, video: np.ndarray, frame: np.ndarray, boxes: np.ndarray, emb: np.ndarray,
-         params: MiningParams, identity: np.ndarray | None = None) -> MiningResult:
-    """Mine one round over all videos. ``emb`` rows are L2-normalised and aligned with ids."""
+         params: MiningParams, identity: np.ndarray | None = None, tracklet: np.ndarray | None = None) -> MiningResult:
+    """Mine one round over all videos. ``emb`` rows are L2-normalised and aligned with ids.
+    Rows of imported tracklets (``tracklet`` >= 0) are not matched: a tracker already joined
+    them, so their pairs are given (``given_pairs``), each tracklet a component of its own."""
     if params.reliability_rule not in RELIABILITY_RULES:
         raise ValueError(f"unknown reliability rule {params.reliability_rule!r}")
     # Video by video: ``emb`` may be a float16 memory map; only one video's rows are read
@@ -295,8 +297,12 @@ def mine(ids: np.ndarray, video: np.ndarray, frame: np.ndarray, boxes: np.ndarra
     parts, bg_sum, bg_n = [], 0.0, 0
     order = np.argsort(video, kind="stable")
     bounds = np.flatnonzero(np.r_[True, video[order][1:] != video[order][:-1], True])
+    imported = np.zeros(len(ids), bool) if tracklet is None else np.asarray(tracklet) >= 0
     for g in range(len(bounds) - 1):
         rows = order[bounds[g]:bounds[g + 1]]
+        rows = rows[~imported[rows]]
+        if len(rows) == 0:
+            continue
         if rows[-1] - rows[0] + 1 == len(rows):  # contiguous (the usual case): a slice reads sequentially
             vemb = np.asarray(emb[rows[0]:rows[-1] + 1], dtype=np.float32)
         else:
@@ -307,7 +313,7 @@ def mine(ids: np.ndarray, video: np.ndarray, frame: np.ndarray, boxes: np.ndarra
         parts.append(edges)
         bg_sum += s
         bg_n += nbg
-    edges = _concat_edges(parts) if parts else Edges(*(np.zeros(0),) * 6)
+    edges = _concat_edges(parts) if parts else Edges(np.zeros(0, np.int32), np.zeros(0, np.int32), *(np.zeros(0),) * 4)
     del parts
     background = bg_sum / bg_n if bg_n else (float(edges.similarity.mean()) if len(edges.a) else 0.0)
     rel = RELIABILITY_RULES[params.reliability_rule](edges, background) if len(edges.a) else np.zeros(0)
@@ -329,7 +335,31 @@ def mine(ids: np.ndarray, video: np.ndarray, frame: np.ndarray, boxes: np.ndarra
     stats.update({"n_components": n_comp, "largest_component_share": share})
     if identity is not None:
         stats.update(ground_truth_stats(ra, rb, gap, video, frame, identity, params.gaps))
+    if imported.any():
+        ga, gb, gcomp = given_pairs(video, np.asarray(tracklet), frame)
+        gsim = np.einsum("ij,ij->i", np.asarray(emb[ga], np.float32), np.asarray(emb[gb], np.float32)) if len(ga) else np.zeros(0)
+        base = int(np.max(comp, initial=-1)) + 1
+        ra, rb = np.concatenate([ra, ga]).astype(np.int64), np.concatenate([rb, gb]).astype(np.int64)
+        gap = np.concatenate([gap, np.ones(len(ga), gap.dtype)])
+        similarity = np.concatenate([similarity, gsim.astype(similarity.dtype)])
+        rel = np.concatenate([rel, np.ones(len(ga), rel.dtype)])
+        comp = np.concatenate([comp, base + gcomp])
+        stats.update({"n_tracklet_pairs": int(len(ga)), "n_imported_tracklets": int(gcomp.max(initial=-1)) + 1})
     return MiningResult(ids[ra], ids[rb], gap.astype(np.int64), similarity, rel, comp, stats)
+
+
+def given_pairs(video: np.ndarray, tracklet: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs of imported tracklets: each member with the next in time, and a dense
+    component number per (video, tracklet). Rows with ``tracklet`` < 0 take no part."""
+    rows = np.flatnonzero(tracklet >= 0)
+    if len(rows) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    rows = rows[np.lexsort((frame[rows], tracklet[rows], video[rows]))]
+    key = np.stack([video[rows], tracklet[rows]], 1)
+    _, unit = np.unique(key, axis=0, return_inverse=True)
+    unit = unit.reshape(-1)
+    same = unit[1:] == unit[:-1]
+    return rows[:-1][same], rows[1:][same], unit[:-1][same].astype(np.int64)
 
 
 def ground_truth_stats(ra: np.ndarray, rb: np.ndarray, gap: np.ndarray, video: np.ndarray, frame: np.ndarray,

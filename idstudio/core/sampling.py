@@ -81,8 +81,9 @@ class TrackletSampler:
 
     def __init__(self, crops: CropStore, video: np.ndarray, frame: np.ndarray, a: np.ndarray, b: np.ndarray,
                  weight: np.ndarray, component: np.ndarray, positive: np.ndarray, tau: float,
-                 other_video_negatives: bool = True):
+                 other_video_negatives: bool = True, imported: np.ndarray | None = None):
         self.other_video_negatives = other_video_negatives
+        self.imported = np.zeros(len(video), bool) if imported is None else np.asarray(imported, bool)
         self.crops = crops
         self.video = np.asarray(video, np.int64)
         self.frame = np.asarray(frame, np.int64)
@@ -94,6 +95,7 @@ class TrackletSampler:
         self._anchor_video = np.zeros(0, np.int64)
         self._anchor_key = np.zeros(0, np.int64)
         self._anchor_owner = np.zeros(0, np.int64)
+        self._anchor_imported = np.zeros(0, bool)
 
     def natural_steps(self, batch: int) -> int:
         return max(1, len(self.tracklets.row_tracklets) // batch)
@@ -103,6 +105,7 @@ class TrackletSampler:
         anchors, positives, owners = tracklet_batches(self.tracklets, self.frame_key, self.frame_key, batch_size,
                                                       n_batches, rng)
         self._anchor_video, self._anchor_key, self._anchor_owner = self.video[anchors], self.frame_key[anchors], owners
+        self._anchor_imported = self.imported[anchors]
         dataset = PairDataset(self.crops, anchors, positives, self.tracklets.weight[owners])
         return dataset, [np.arange(i * batch_size, (i + 1) * batch_size) for i in range(n_batches)]
 
@@ -113,7 +116,8 @@ class TrackletSampler:
     def loss(self, za: torch.Tensor, zb: torch.Tensor, weight: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         rows = idx.numpy()
         certain = torch.from_numpy(certain_negatives(self._anchor_video[rows], self._anchor_key[rows],
-                                                     self.other_video_negatives, self._anchor_owner[rows]))
+                                                     self.other_video_negatives, self._anchor_owner[rows],
+                                                     self._anchor_imported[rows]))
         return masked_info_nce(za, zb, certain, weight.to(za.device), tau=self.tau)
 
 

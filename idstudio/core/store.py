@@ -188,6 +188,14 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX links_round ON links(round_id);
     """,
+    # 4 -> 5: sites and imported tracklets. A site names the place a video (or a camera of a
+    # tracklet set) was filmed: links are made only between cameras of one site. An imported
+    # tracklet (a folder of crops from a tracker or a video-ReID set) is a run of instances
+    # sharing `tracklet` in their video; NULL for instances of ordinary videos.
+    """
+    ALTER TABLE videos ADD COLUMN site TEXT;
+    ALTER TABLE instances ADD COLUMN tracklet INTEGER;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -219,7 +227,7 @@ def _install_crop_log(conn: sqlite3.Connection) -> None:
     except sqlite3.OperationalError:
         pass
 
-INSTANCE_COLUMNS = ("id", "video_id", "frame", "x", "y", "w", "h", "score", "source", "identity", "camera")
+INSTANCE_COLUMNS = ("id", "video_id", "frame", "x", "y", "w", "h", "score", "source", "identity", "camera", "tracklet")
 
 
 @dataclass
@@ -232,11 +240,16 @@ class InstanceTable:
     boxes: np.ndarray  # (n, 4) x, y, w, h
     identity: np.ndarray  # -1 where unknown
     camera: list[str | None]
+    tracklet: np.ndarray | None = None  # imported tracklet within its video, -1 for video detections
+
+    def __post_init__(self) -> None:
+        if self.tracklet is None:
+            self.tracklet = np.full(len(self.id), -1, np.int64)
 
     def subset(self, rows: np.ndarray) -> "InstanceTable":
         """The given rows (indices), in that order."""
         return InstanceTable(self.id[rows], self.video_id[rows], self.frame[rows], self.boxes[rows],
-                             self.identity[rows], [self.camera[int(r)] for r in rows])
+                             self.identity[rows], [self.camera[int(r)] for r in rows], self.tracklet[rows])
 
     def __len__(self) -> int:
         return len(self.id)
@@ -448,11 +461,11 @@ class Project:
                     ((video_id, f, p) for f, p in frames),
                 )
             self.conn.executemany(
-                "INSERT INTO instances (id, video_id, frame, x, y, w, h, score, source, identity, camera)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO instances (id, video_id, frame, x, y, w, h, score, source, identity, camera, tracklet)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     (i, video_id, d.get("frame"), d["x"], d["y"], d["w"], d["h"], d.get("score", 1.0),
-                     d["source"], d.get("identity"), d.get("camera"))
+                     d["source"], d.get("identity"), d.get("camera"), d.get("tracklet"))
                     for i, d in zip(ids, instances)
                 ),
             )
@@ -466,7 +479,7 @@ class Project:
 
         Read in chunks straight into numpy columns (cameras interned): a million instances
         take ~50 MB, never a million Python row objects."""
-        cols = "i.id, i.video_id, i.frame, i.x, i.y, i.w, i.h, i.identity, i.camera"
+        cols = "i.id, i.video_id, i.frame, i.x, i.y, i.w, i.h, i.identity, i.camera, i.tracklet"
         if instance_ids is not None:
             ids = [int(i) for i in instance_ids]
             with self.lock:
@@ -498,13 +511,14 @@ class Project:
                 break
             n = len(rows)
             ints.append(np.array([(r[0], -1 if r[1] is None else r[1], -1 if r[2] is None else r[2],
-                                   -1 if r[7] is None else r[7]) for r in rows], dtype=np.int64).reshape(n, 4))
+                                   -1 if r[7] is None else r[7], -1 if r[9] is None else r[9]) for r in rows],
+                                 dtype=np.int64).reshape(n, 5))
             boxes.append(np.array([(r[3], r[4], r[5], r[6]) for r in rows], dtype=np.float32).reshape(n, 4))
             camera.extend(names.setdefault(r[8], r[8]) for r in rows)
-        cols = np.concatenate(ints) if ints else np.zeros((0, 4), np.int64)
+        cols = np.concatenate(ints) if ints else np.zeros((0, 5), np.int64)
         return InstanceTable(id=cols[:, 0].copy(), video_id=cols[:, 1].copy(), frame=cols[:, 2].copy(),
                              boxes=np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32),
-                             identity=cols[:, 3].copy(), camera=camera)
+                             identity=cols[:, 3].copy(), camera=camera, tracklet=cols[:, 4].copy())
 
     def _fill_wanted(self, ids: list[int]) -> None:
         self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS _wanted (pos INTEGER PRIMARY KEY, id INTEGER)")
@@ -586,7 +600,7 @@ class Project:
 
     def dataset_split(self, dataset_id: int) -> dict[str, InstanceTable]:
         """The dataset's items by split ('query', 'gallery', 'train'), each ordered by id."""
-        cols = "i.id, i.video_id, i.frame, i.x, i.y, i.w, i.h, i.identity, i.camera"
+        cols = "i.id, i.video_id, i.frame, i.x, i.y, i.w, i.h, i.identity, i.camera, i.tracklet"
         out = {}
         for split in ("query", "gallery", "train"):
             with self.lock:

@@ -277,7 +277,7 @@ class MainWindow(QMainWindow):
 
         import_menu = bar.addMenu("&Import")
         for text, kind in (("&Video…", "video"), ("&MOT sequence…", "mot"), ("Market-1501 &folder…", "market"),
-                           ("&Demo world", "demo")):
+                           ("&Tracklets folder…", "tracklets"), ("&Demo world", "demo")):
             self._action(import_menu, text, lambda _=False, k=kind: self.start_import(k), "import")
 
         export_menu = bar.addMenu("&Export")

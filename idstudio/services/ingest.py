@@ -154,7 +154,7 @@ def _detector_boxes_for(detector, gt: MotBoxes | None, width: int, height: int) 
 
 
 def _ingest(project: Project, source, kind: str, detector_name: str, box_source: str, boxes_for: BoxesFor,
-            camera: str, ctx: JobContext, name: str | None = None) -> dict[str, Any]:
+            camera: str, ctx: JobContext, name: str | None = None, site: str | None = None) -> dict[str, Any]:
     """Shared loop of every frame source: detect, clip, crop, encode, commit in batches."""
     fingerprint = source.fingerprint()
     existing = project.query(
@@ -176,7 +176,7 @@ def _ingest(project: Project, source, kind: str, detector_name: str, box_source:
             video_id = project.add_video(
                 name=name or source.path.name, path=str(source.path.resolve()), kind=kind, camera=camera,
                 fingerprint=fingerprint, width=source.width, height=source.height, fps=source.fps,
-                stride=source.stride, detector=detector_name,
+                stride=source.stride, detector=detector_name, site=clean_site(site),
             )
         except sqlite3.IntegrityError:  # the same file registered by another import a moment ago
             raise UserError(f"{source.path.name} is being imported into this project by another process right now; "
@@ -294,7 +294,7 @@ def _result(project: Project, video_id: int, frames: int, instances: int, comple
 
 def import_video(project: Project | Path, path: Path, detector: str = DEFAULT_DETECTOR, det_file: Path | None = None,
                  gt_file: Path | None = None, stride: int = 1, camera: str | None = None, min_score: float | None = None,
-                 ctx: JobContext | None = None) -> dict[str, Any]:
+                 ctx: JobContext | None = None, site: str | None = None) -> dict[str, Any]:
     """Import a video file (or a folder of frames). With ``det_file`` its MOT detections are
     used instead of a detector; with ``gt_file`` each box takes the identity of the gt box it
     overlaps best (IoU >= 0.5), so mining quality can be measured on realistic detections."""
@@ -305,11 +305,11 @@ def import_video(project: Project | Path, path: Path, detector: str = DEFAULT_DE
     gt = read_mot_file(gt_file, "gt") if gt_file else None
     with opened(project, create=True) as proj:
         return _ingest(proj, source, "video" if isinstance(source, VideoSource) else "frames", det.name, det.source,
-                       _detector_boxes_for(det, gt, source.width, source.height), camera or path.stem, ctx)
+                       _detector_boxes_for(det, gt, source.width, source.height), camera or path.stem, ctx, site=site)
 
 
 def import_mot(project: Project | Path, seq_dir: Path, boxes: str | None = None, min_score: float | None = None,
-               ctx: JobContext | None = None) -> dict[str, Any]:
+               ctx: JobContext | None = None, site: str | None = None) -> dict[str, Any]:
     """Import a MOT sequence folder (seqinfo.ini, img1/, det/det.txt, gt/gt.txt). ``boxes``:
     'gt' (default where gt exists; pedestrians only) or 'det' (identities from gt by IoU)."""
     ctx = ctx or JobContext()
@@ -330,7 +330,7 @@ def import_mot(project: Project | Path, seq_dir: Path, boxes: str | None = None,
         det = make_detector("file", det_path, min_score)
         boxes_for, detector_name, box_source = _detector_boxes_for(det, gt, source.width, source.height), det.name, det.source
     with opened(project, create=True) as proj:
-        result = _ingest(proj, source, "mot", detector_name, box_source, boxes_for, info.name, ctx, name=info.name)
+        result = _ingest(proj, source, "mot", detector_name, box_source, boxes_for, info.name, ctx, name=info.name, site=site)
     result["gt_format"] = gt.format if gt is not None else None
     if gt is not None:
         ctx.log(f"{seq_dir.name}: {gt_path.name} read as {gt.format} ground truth ({len(gt)} boxes used).")
@@ -372,6 +372,111 @@ def import_market(project: Project | Path, folder: Path, name: str | None = None
             "identities": len({i for i in identities if i > 0}), "videos": 0, "frames": 0, "instances": 0}
 
 
+# The synthetic world's cameras film one place: its people walk from camera to camera.
+WORLD_SITE = "synthetic world"
+# Tracklet sets imported without --site share one site: most users hold one site's cameras.
+DEFAULT_TRACKLET_SITE = "site 1"
+
+
+def clean_site(site: str | None) -> str | None:
+    """A site name as stored: trimmed; empty or 'none' is no site."""
+    site = (site or "").strip()
+    if not site or site.lower() == "none":
+        return None
+    if len(site) > 80:
+        raise UserError(f"A site name is at most 80 characters, not {len(site)}.")
+    return site
+
+
+def import_tracklets(project: Project | Path, folder: Path, site: str | None = None,
+                     ctx: JobContext | None = None) -> dict[str, Any]:
+    """Import a folder of tracklets (PRID2011, iLIDS-VID or MARS layout; core/tracklet_sets.py):
+    each camera becomes one video of kind ``tracklets`` at ``site`` (default: the project's
+    one tracklet site), each crop one instance with its own frame number and its tracklet's
+    number. The whole folder is read and checked first: a bad image stores nothing."""
+    from idstudio.core import tracklet_sets
+    from idstudio.core.sources import folder_fingerprint
+
+    ctx = ctx or JobContext()
+    folder = Path(folder)
+    found = tracklet_sets.scan(folder)
+    site = clean_site(site) if site is not None else DEFAULT_TRACKLET_SITE
+    n_files = sum(len(t.files) for t in found.tracklets)
+    ctx.log(f"{folder.name}: {found.layout} layout, {len(found.cameras)} camera(s), {len(found.tracklets)} tracklets, "
+            f"{n_files} crops.")
+    with opened(project, create=True) as proj:
+        fingerprints = {cam: f"tracklets:{cam}:" + folder_fingerprint([f for t in found.of_camera(cam) for f in t.files])
+                        for cam in found.cameras}
+        for cam, fp in fingerprints.items():
+            row = proj.query("SELECT id, status FROM videos WHERE fingerprint = ?", (fp,))
+            if row and row[0]["status"] == "complete":
+                raise UserError(f"The {cam} tracklets of {folder.name} are already in this project (video {row[0]['id']}); "
+                                "nothing was imported again.")
+        base = int(proj.scalar("SELECT MAX(identity) FROM instances") or 0) + 1  # gt apart from other sources' ids
+        people = {p: base + k for k, p in enumerate(sorted({t.person for t in found.tracklets}))}
+        prepared = {}
+        done = 0
+        for cam in found.cameras:  # read and check everything before storing anything
+            rows, crops, frames, frame = [], [], [], 0
+            for number, tracklet in enumerate(found.of_camera(cam)):
+                for path, image in zip(tracklet.files, tracklet_sets.read_crops(tracklet)):
+                    data = path.read_bytes()
+                    if data[:2] != b"\xff\xd8" or image.shape[0] > CROP_MAX_HEIGHT:
+                        data = encode_crop(image, np.array([0, 0, image.shape[1], image.shape[0]], np.float32))
+                    frame += 1
+                    rows.append({"frame": frame, "x": 0.0, "y": 0.0, "w": float(image.shape[1]), "h": float(image.shape[0]),
+                                 "score": 1.0, "source": "tracklet", "identity": people[tracklet.person] if
+                                 tracklet_sets.is_person(tracklet.person) else None, "camera": cam, "tracklet": number})
+                    frames.append((frame, str(path.resolve())))
+                    crops.append(data)
+                done += len(tracklet.files)
+                ctx.progress(done, n_files, f"reading {cam}")
+                ctx.check_cancelled()
+            prepared[cam] = (rows, crops, frames)
+        videos = []
+        for cam, (rows, crops, frames) in prepared.items():
+            cam_dir = found.root / cam
+            video_id = proj.add_video(name=f"{folder.name}/{cam}", path=str((cam_dir if cam_dir.is_dir() else found.root).resolve()),
+                                      kind="tracklets", camera=cam, fingerprint=fingerprints[cam],
+                                      width=int(max(r["w"] for r in rows)), height=int(max(r["h"] for r in rows)), fps=None,
+                                      stride=1, detector="tracklets", site=site)
+            proj.add_frames_and_instances(video_id, frames, rows, crops, last_frame=frames[-1][0])
+            proj.update_video(video_id, status="complete", n_frames=len(frames))
+            videos.append(video_id)
+    ctx.progress(n_files, n_files, folder.name)
+    return {"layout": found.layout, "site": site, "video_ids": videos, "videos": len(videos), "cameras": found.cameras,
+            "tracklets": len(found.tracklets), "crops": n_files, "frames": n_files, "instances": n_files,
+            "per_camera": {cam: len(found.of_camera(cam)) for cam in found.cameras}}
+
+
+def set_site(project: Project | Path, videos: list[str], site: str | None) -> dict[str, Any]:
+    """Put videos (by id or name) at ``site`` (None or '' removes them from any site)."""
+    with opened(project) as proj:
+        known = proj.videos()
+        chosen = []
+        for ref in videos:
+            match = [v for v in known if str(v["id"]) == str(ref) or v["name"] == ref]
+            if not match:
+                names = ", ".join(v["name"] for v in known[:8])
+                raise UserError(f"There is no video {ref!r} in this project; it has: {names or 'none'}.")
+            chosen.extend(match)
+        value = clean_site(site)
+        with proj.transaction():
+            proj.conn.executemany("UPDATE videos SET site = ? WHERE id = ?", [(value, v["id"]) for v in chosen])
+    return {"site": value, "videos": [v["name"] for v in chosen]}
+
+
+def sites(project: Project | Path) -> dict[str, Any]:
+    """The videos of each site (None: at no site), and the sites where links can join cameras."""
+    from idstudio.services.instances import linkable_sites
+
+    with opened(project) as proj:
+        out: dict[str | None, list[str]] = {}
+        for v in proj.videos():
+            out.setdefault(v.get("site"), []).append(v["name"])
+        return {"sites": out, "linkable": linkable_sites(proj)}
+
+
 def import_world(project: Project | Path, world, ctx: JobContext | None = None) -> dict[str, Any]:
     """Import a synthetic world: each camera's video with its noisy detections (identities
     from its gt), and its held-out labelled query/gallery split."""
@@ -379,7 +484,8 @@ def import_world(project: Project | Path, world, ctx: JobContext | None = None) 
     totals = {"videos": 0, "frames": 0, "instances": 0}
     with opened(project, create=True) as proj:
         for camera in world.cameras:
-            result = import_video(proj, camera.video, det_file=camera.det, gt_file=camera.gt, camera=camera.name, ctx=ctx)
+            result = import_video(proj, camera.video, det_file=camera.det, gt_file=camera.gt, camera=camera.name, ctx=ctx,
+                                  site=WORLD_SITE)
             for key in totals:
                 totals[key] += result[key]
         gallery = import_market(proj, world.market_dir, name="synthetic-heldout", ctx=ctx)

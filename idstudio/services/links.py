@@ -25,6 +25,7 @@ from idstudio.core.jobs import JobContext
 from idstudio.core.links import LinkParams, LinkResult, find_links, strong_tracklets
 from idstudio.core.store import Project, opened, to_json
 from idstudio.core.tracklets import Tracklets
+from idstudio.services.instances import linkable_sites, row_sites
 from idstudio.services.rounds import apply_reviews, round_pairs
 from idstudio.services.train_config import LinkFields
 
@@ -96,7 +97,8 @@ def link_round(project: Project, table, emb: np.ndarray, mining_round_id: int, p
     from idstudio.services.review import current_decisions
 
     tracklets = round_tracklets(project, table, mining_round_id, current_decisions(project), params.min_reliability)
-    result = find_links(tracklets.members, emb, table.video_id, table.frame, params, identity=table.identity)
+    result = find_links(tracklets.members, emb, table.video_id, table.frame, params, identity=table.identity,
+                        site=row_sites(project, table), imported=table.tracklet >= 0)
     round_id = store_link_round(project, tracklets, result, table, params, checkpoint, mining_round_id, run_id) if store else None
     return round_id, result
 
@@ -126,10 +128,15 @@ def latest_link_round(project: Project) -> int | None:
 
 
 def _check_videos(project: Project) -> None:
+    if linkable_sites(project):
+        return
     n = int(project.scalar("SELECT COUNT(DISTINCT v.id) FROM videos v JOIN instances i ON i.video_id = v.id") or 0)
     if n < 2:
         raise UserError(f"Linking needs people from two or more videos; this project has {n}. Import another video "
-                        "(`idstudio import-video` or `import-mot`) first.")
+                        "(`idstudio import-video`, `import-mot` or `import-tracklets`) first.")
+    raise UserError(f"Links join cameras of one site, and no site of this project holds two videos ({n} videos in all); "
+                    "put the videos filmed at one place at one site first: `idstudio site PROJECT NAME VIDEO VIDEO ...` "
+                    "or the Site column of the Data view.")
 
 
 def link(project_root: Path | Project, config: LinkConfig | None = None, ctx: JobContext | None = None) -> dict[str, Any]:

@@ -129,7 +129,8 @@ def run_mining(project: Project, model: EmbeddingModel, crops: CropStore, table,
         emb, fwd = embed_sharded(model, crops, device, batch_size, ctx, timer, out=emb)
         t1 = time.perf_counter()
         params = mining_params(cfg, gate)
-        result = mine_pairs(table.id, table.video_id, table.frame, table.boxes, emb, params, identity=table.identity)
+        result = mine_pairs(table.id, table.video_id, table.frame, table.boxes, emb, params, identity=table.identity,
+                            tracklet=table.tracklet)
         if keep_embeddings:
             result.embeddings = emb[np.arange(len(emb))]
     finally:

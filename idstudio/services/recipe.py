@@ -30,6 +30,7 @@ from idstudio.core.store import Project
 from idstudio.services import model_registry
 from idstudio.services.embedding import pick_device
 from idstudio.services.evaluation import ColorHistogram, dataset_evaluator, eval_summary
+from idstudio.services.instances import linkable_sites
 from idstudio.services.models import load_model, resolve_checkpoint
 from idstudio.services.train_config import TrainConfig
 
@@ -78,12 +79,24 @@ def other_video_negatives(cfg: TrainConfig) -> bool:
 
 
 def links_on(project: Project, cfg: TrainConfig) -> bool:
-    """auto: link rounds where the videos may be cameras showing the same people (the colour
-    part is off: colour did not carry identity across the labelled sets) and there are two or
-    more videos; never where other videos' people are taken as negatives."""
-    if cfg.links == "off" or (cfg.links == "auto" and (cfg.colour == "on" or other_video_negatives(cfg))):
+    """auto: link rounds where a site holds two or more cameras (videos filmed at one place,
+    which may show the same people: `idstudio site`, `--site` on import); never where other
+    videos' people are taken as negatives. ``on`` links the videos of every such site."""
+    if cfg.links == "off" or (cfg.links == "auto" and other_video_negatives(cfg)):
         return False
-    return int(project.scalar("SELECT COUNT(DISTINCT video_id) FROM instances WHERE video_id IS NOT NULL") or 0) >= 2
+    return bool(linkable_sites(project))
+
+
+def links_reason(project: Project, cfg: TrainConfig) -> str:
+    """Why links are on or off, in a few words (the Train view, the log, --dry-run)."""
+    sites = linkable_sites(project)
+    if cfg.links == "off":
+        return "turned off"
+    if other_video_negatives(cfg):
+        return "other videos' people are negatives"
+    if sites:
+        return "site " + ", ".join(f"{name!r} holds {n} cameras" for name, n in sorted(sites.items()))
+    return "no site holds two cameras" + (" (links on, but nothing to link)" if cfg.links == "on" else "")
 
 
 # ---- the resolution -----------------------------------------------------------------------------
@@ -224,12 +237,8 @@ def resolve_train(project: Project, cfg: Any, given: dict[str, Any] | None = Non
         out.values["background_mix"], out.reasons["background_mix"] = mix, (
             "real video: a tracklet's shared background is no cue" if cfg.colour == "on" else "no colour part")
     if cfg.links == "auto":
-        on = links_on(project, cfg)
-        out.values["links"] = "on" if on else "off"
-        out.reasons["links"] = ("two or more videos that may be cameras showing the same people" if on else
-                                "the colour part is on" if cfg.colour == "on" else
-                                "other videos' people are negatives" if cfg.other_video_negatives == "on" else
-                                "fewer than two videos")
+        out.values["links"] = "on" if links_on(project, cfg) else "off"
+        out.reasons["links"] = links_reason(project, cfg)
     if cfg.other_video_negatives == "auto":
         out.values["other_video_negatives"], out.reasons["other_video_negatives"] = "off", "measured: with them the cross-camera sets fell"
     if cfg.spatial_gate == "auto":

@@ -39,7 +39,7 @@ from idstudio.services.embedding import pick_device, rank_and_world, world_size
 from idstudio.services.evaluation import dataset_evaluator, eval_summary
 from idstudio.services.instances import training_instances
 from idstudio.services.mining import gate_on, review_decisions, run_mining
-from idstudio.services.recipe import augmentation, links_on, other_video_negatives, resolve_train
+from idstudio.services.recipe import augmentation, links_on, links_reason, other_video_negatives, resolve_train
 from idstudio.services.rounds import apply_reviews, round_pairs
 from idstudio.services.train_config import TrainConfig
 
@@ -413,8 +413,9 @@ class Trainer:
                 ctx.log(f"Before training: mAP {_describe_map(metrics0)}")
         self.history = _broadcast(self.history)
         self.use_links = bool(_broadcast(links_on(self.project, cfg) if writer else None))
-        if self.use_links and payload is None:
-            ctx.log("Cross-video links: on (a link round after each re-mining).")
+        if payload is None and writer:
+            ctx.log(f"Cross-camera links: {'on (a link round after each re-mining)' if self.use_links else 'off'}; "
+                    f"{links_reason(self.project, cfg)}.")
 
         if round_id is None and cfg.start_round:
             round_id = int(cfg.start_round)
@@ -517,7 +518,8 @@ class Trainer:
                 ctx.log(f"Training with {used} cross-video links.")
         try:
             return make_sampler(cfg.sampler, self.crops, self.table.video_id, self.table.frame, a, b,
-                                rel, comp, pos, tau=cfg.tau, other_video_negatives=other_video_negatives(cfg))
+                                rel, comp, pos, tau=cfg.tau, other_video_negatives=other_video_negatives(cfg),
+                                imported=self.table.tracklet >= 0)
         except ValueError:
             raise UserError("The mined pairs form no pseudo-tracklet of two or more instances; use --sampler pairs, "
                             "lower --min-reliability or import more video.") from None

@@ -154,14 +154,25 @@ def test_training_runs_link_rounds_and_trains_on_the_links(copy_project):
 
 def test_auto_settings_keep_links_to_cameras_and_other_videos_out_of_the_negatives(copy_project):
     """Other videos' people are negatives only when asked (on real footage they taught the
-    model each video's scene); link rounds by default only where the colour part is off
-    (videos that look like cameras of one place) and never beside other-video negatives."""
+    model each video's scene); link rounds by default where a site holds two cameras (the
+    synthetic world's are at one site), never beside other-video negatives, and not for
+    unrelated single-camera videos (no site)."""
+    from idstudio.services import ingest
+
     root = copy_project()
     with Project.open(root) as p:
         assert not recipe.other_video_negatives(TrainConfig(colour="on"))
         assert not recipe.other_video_negatives(TrainConfig(colour="off"))
         assert recipe.other_video_negatives(TrainConfig(other_video_negatives="on"))
         assert recipe.links_on(p, TrainConfig(colour="off"))
-        assert not recipe.links_on(p, TrainConfig(colour="on"))
+        assert recipe.links_on(p, TrainConfig(colour="on"))
+        assert "site 'synthetic world' holds 2 cameras" in recipe.links_reason(p, TrainConfig())
         assert not recipe.links_on(p, TrainConfig(colour="off", other_video_negatives="on"))
-        assert recipe.links_on(p, TrainConfig(colour="on", links="on"))
+        assert not recipe.links_on(p, TrainConfig(links="off"))
+        videos = [v["name"] for v in p.videos()]
+    ingest.set_site(root, videos, None)  # unrelated single-camera videos
+    with Project.open(root) as p:
+        assert not recipe.links_on(p, TrainConfig())
+        assert recipe.links_reason(p, TrainConfig()) == "no site holds two cameras"
+        with pytest.raises(UserError, match="no site of this project holds two videos"):
+            links._check_videos(p)

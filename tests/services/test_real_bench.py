@@ -34,6 +34,6 @@ def test_real_bench_small_trains_from_real_video_and_reports_every_set(real_data
     # the cross-time frames were held out of training: the project says so
     from idstudio.core.store import Project
 
-    with Project.open(tmp_path / "pristine-small") as project:
+    with Project.open(tmp_path / "pristine-small-t") as project:
         held = {v["name"]: v["holdout_from"] for v in project.videos()}
     assert all(frame is not None for frame in held.values()), held

@@ -14,23 +14,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QPointF, QRectF, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QItemSelectionModel,
+    QModelIndex,
+    QPointF,
+    QRectF,
+    QSettings,
+    QSize,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen, QPixmap
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
+    QAbstractItemView,
     QDialog,
-    QDialogButtonBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QListView,
-    QMessageBox,
     QPushButton,
     QSlider,
-    QSpinBox,
     QSplitter,
     QToolButton,
     QTreeWidget,
@@ -42,162 +47,17 @@ from PySide6.QtWidgets import (
 from idstudio.gui import shortcuts
 from idstudio.gui.crop_cache_panel import CropCachePanel
 from idstudio.gui.imaging import FrameDecoder, ThumbnailLoader, identity_color
+from idstudio.gui.import_dialog import (
+    ImportDialog,
+    _job_demo,
+    _job_market,
+    _job_mot,
+    _job_tracklets,
+    _job_video,
+)
+from idstudio.gui.sites_panel import SitesBar
 
-DETECTORS = ("motion", "hog", "file")
-
-
-# ---- import jobs (run in worker threads; open their own project) ------------------------------
-def _job_video(root: Path, path: Path, detector: str, det_file: Path | None, stride: int, camera: str | None, ctx):
-    from idstudio.services import ingest
-
-    return ingest.import_video(root, path, detector=detector, det_file=det_file, stride=stride, camera=camera or None, ctx=ctx)
-
-
-def _job_mot(root: Path, seq_dir: Path, boxes: str, ctx):
-    from idstudio.services import ingest
-
-    return ingest.import_mot(root, seq_dir, boxes=boxes, ctx=ctx)
-
-
-def _job_market(root: Path, folder: Path, name: str | None, ctx):
-    from idstudio.services import ingest
-
-    return ingest.import_market(root, folder, name=name or None, ctx=ctx)
-
-
-def _job_demo(root: Path, small: bool, ctx):
-    from idstudio.core import synth
-    from idstudio.services import ingest
-
-    world_dir = root / "world"
-    config = synth.SynthConfig.small() if small else synth.SynthConfig()
-    if (world_dir / "world.json").exists():
-        world = synth.World.load(world_dir)
-    else:
-        ctx.log(f"Generating the synthetic world in {world_dir} …")
-        world = synth.generate(world_dir, config, ctx=ctx)
-    ctx.check_cancelled()
-    return ingest.import_world(root, world, ctx)
-
-
-# ---- import dialog ----------------------------------------------------------------------------
-class PathField(QWidget):
-    def __init__(self, folder: bool, caption: str, filters: str = "", parent: QWidget | None = None):
-        super().__init__(parent)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        self.edit = QLineEdit(self)
-        self.edit.setMinimumWidth(320)
-        button = QPushButton("Browse…", self)
-        button.clicked.connect(self._browse)
-        row.addWidget(self.edit, 1)
-        row.addWidget(button)
-        self.folder, self.caption, self.filters = folder, caption, filters
-
-    def _browse(self) -> None:
-        start = str(Path(self.edit.text()).parent) if self.edit.text() else str(Path.home())
-        if self.folder:
-            path = QFileDialog.getExistingDirectory(self, self.caption, start)
-        else:
-            path, _ = QFileDialog.getOpenFileName(self, self.caption, start, self.filters)
-        if path:
-            self.edit.setText(path)
-
-    def path(self) -> Path | None:
-        text = self.edit.text().strip()
-        return Path(text).expanduser() if text else None
-
-
-class ImportDialog(QDialog):
-    """One dialog for the four import kinds; ``params()`` is what the job gets."""
-
-    TITLES = {"video": "Import a video", "mot": "Import a MOT sequence", "market": "Import a Market-1501 folder",
-              "demo": "Import the demo world"}
-
-    def __init__(self, kind: str, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.kind = kind
-        self.setWindowTitle(self.TITLES[kind])
-        self.setMinimumWidth(560)
-        layout = QVBoxLayout(self)
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        layout.addLayout(form)
-        self.fields: dict[str, Any] = {}
-        if kind == "video":
-            self.fields["path"] = PathField(False, "Choose a video", "Videos (*.mp4 *.avi *.mov *.mkv *.mpg *.webm);;All files (*)")
-            self.fields["detector"] = QComboBox()
-            self.fields["detector"].addItems(["motion — background subtraction", "hog — OpenCV people detector",
-                                              "file — MOT det.txt file"])
-            self.fields["det_file"] = PathField(False, "Choose a MOT det.txt", "Text (*.txt);;All files (*)")
-            self.fields["det_file"].setEnabled(False)
-            self.fields["detector"].currentIndexChanged.connect(lambda i: self.fields["det_file"].setEnabled(i == 2))
-            self.fields["stride"] = QSpinBox()
-            self.fields["stride"].setRange(1, 100)
-            self.fields["stride"].setToolTip("Keep every N-th frame")
-            self.fields["camera"] = QLineEdit()
-            self.fields["camera"].setPlaceholderText("default: the file name")
-            for label, key in (("Video file", "path"), ("Detector", "detector"), ("Detections file", "det_file"),
-                               ("Frame stride", "stride"), ("Camera", "camera")):
-                form.addRow(label, self.fields[key])
-        elif kind == "mot":
-            self.fields["path"] = PathField(True, "Choose a MOT sequence folder (with seqinfo.ini)")
-            self.fields["boxes"] = QComboBox()
-            self.fields["boxes"].addItems(["gt", "det"])
-            self.fields["boxes"].setToolTip("gt: ground-truth boxes; det: detections (identities from gt by overlap)")
-            form.addRow("Sequence folder", self.fields["path"])
-            form.addRow("Boxes", self.fields["boxes"])
-        elif kind == "market":
-            self.fields["path"] = PathField(True, "Choose a Market-1501 folder (query/, bounding_box_test/)")
-            self.fields["name"] = QLineEdit()
-            self.fields["name"].setPlaceholderText("default: the folder name")
-            form.addRow("Folder", self.fields["path"])
-            form.addRow("Dataset name", self.fields["name"])
-        else:
-            info = QLabel("Generates a seeded multi-camera pedestrian world with ground truth inside the project "
-                          "folder (world/) and imports its videos and its labelled query/gallery split.")
-            info.setWordWrap(True)
-            self.fields["small"] = QCheckBox("Small world (generates in seconds)")
-            self.fields["small"].setChecked(True)
-            form.addRow(info)
-            form.addRow(self.fields["small"])
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self)
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Import")
-        buttons.accepted.connect(self._check_and_accept)
-        buttons.rejected.connect(self.reject)
-        layout.addWidget(buttons)
-
-    def _check_and_accept(self) -> None:
-        problem = self.problem()
-        if problem:
-            QMessageBox.warning(self, self.windowTitle(), problem)
-            return
-        self.accept()
-
-    def problem(self) -> str | None:
-        params = self.params()
-        if self.kind == "demo":
-            return None
-        path = params["path"]
-        if path is None:
-            return "Choose what to import first."
-        if not path.exists():
-            return f"{path} does not exist; choose an existing {'folder' if self.kind != 'video' else 'file'}."
-        if self.kind == "video" and params["detector"] == "file" and params["det_file"] is None:
-            return "The 'file' detector needs a MOT det.txt: choose one, or pick the motion or hog detector."
-        return None
-
-    def params(self) -> dict[str, Any]:
-        f = self.fields
-        if self.kind == "video":
-            return {"path": f["path"].path(), "detector": DETECTORS[f["detector"].currentIndex()],
-                    "det_file": f["det_file"].path() if f["detector"].currentIndex() == 2 else None,
-                    "stride": f["stride"].value(), "camera": f["camera"].text().strip()}
-        if self.kind == "mot":
-            return {"path": f["path"].path(), "boxes": f["boxes"].currentText()}
-        if self.kind == "market":
-            return {"path": f["path"].path(), "name": f["name"].text().strip()}
-        return {"small": f["small"].isChecked()}
+SITE_COLUMN = 1  # the sources list's Site column (double-click a video's cell to change it)
 
 
 # ---- frame viewer ---------------------------------------------------------------------------------
@@ -284,6 +144,16 @@ class FrameBoxes:
         order = np.argsort(table.frame, kind="stable")
         self.frame = table.frame[order]
         self.id, self.boxes, self.identity = table.id[order], table.boxes[order], table.identity[order]
+        self.tracklet = table.tracklet[order] if getattr(table, "tracklet", None) is not None else None
+
+    def tracklet_of(self, frame: int) -> int | None:
+        """The imported tracklet a crop belongs to (``frame`` is a crop's number), or None."""
+        if self.tracklet is None:
+            return None
+        pos = int(np.searchsorted(self.frame, frame))
+        if pos >= len(self.frame) or self.frame[pos] != frame or self.tracklet[pos] < 0:
+            return None
+        return int(self.tracklet[pos])
 
     def get(self, frame: int, default=None) -> list:
         lo, hi = np.searchsorted(self.frame, frame), np.searchsorted(self.frame, frame, side="right")
@@ -349,6 +219,13 @@ class InstanceModel(QAbstractListModel):
             self.dataChanged.emit(self.index(min(rows)), self.index(max(rows)), [Qt.ItemDataRole.DecorationRole])
 
 
+def _video_tip(v: dict[str, Any]) -> str:
+    if v["kind"] == "tracklets":
+        return f"{v['path']}\ntracklets of camera {v['camera']}: one crop per frame, up to {v['width']}x{v['height']}"
+    fps = f" @ {v['fps']:.1f} fps" if v.get("fps") else ""
+    return f"{v['path']}\ndetector {v['detector']}, stride {v['stride']}, {v['width']}x{v['height']}{fps}"
+
+
 # ---- the view ----------------------------------------------------------------------------------
 class DataView(QWidget):
     title = "Data"
@@ -362,6 +239,7 @@ class DataView(QWidget):
         self.highlight: set[int] = set()
         self.current_frame: int | None = None
         self._waiting = False
+        self._listed_root: Path | None = None  # the project the sources list shows (its selection is kept)
 
         self.decoder = FrameDecoder(parent=self)
         self.decoder.frame_ready.connect(self._frame_ready)
@@ -382,25 +260,32 @@ class DataView(QWidget):
         heading.setObjectName("Heading")
         lv.addWidget(heading)
         buttons = QHBoxLayout()
-        for text, kind in (("Video", "video"), ("MOT", "mot"), ("Market", "market"), ("Demo", "demo")):
+        for text, kind in (("Video", "video"), ("MOT", "mot"), ("Market", "market"), ("Tracklets", "tracklets"),
+                           ("Demo", "demo")):
             b = QPushButton(f"+ {text}", left)
             b.setToolTip(ImportDialog.TITLES[kind])
             b.clicked.connect(partial(self.start_import, kind))
             buttons.addWidget(b)
         lv.addLayout(buttons)
         self.sources = QTreeWidget(left)
-        self.sources.setHeaderLabels(["Name", "Frames", "Instances", "Status"])
+        self.sources.setHeaderLabels(["Name", "Site", "Frames", "Instances", "Status"])
+        self.sources.headerItem().setToolTip(SITE_COLUMN, "Where a video was filmed: links join the cameras of one site. "
+                                             "Double-click a video's cell, or select videos and press Site….")
+        self.sources.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.sources.setRootIsDecorated(True)
         self.sources.setAlternatingRowColors(True)
         from PySide6.QtWidgets import QHeaderView
 
         header = self.sources.header()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        for col in (1, 2, 3):
+        for col in (1, 2, 3, 4):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(False)
         self.sources.itemSelectionChanged.connect(self._source_selected)
+        self.sources.itemDoubleClicked.connect(self._source_double_clicked)
         lv.addWidget(self.sources, 1)
+        self.sites = SitesBar(session, self.selected_video_ids, left)
+        lv.addWidget(self.sites)
         self.summary = QLabel("", left)
         self.summary.setObjectName("Muted")
         self.summary.setWordWrap(True)
@@ -465,7 +350,7 @@ class DataView(QWidget):
         split.addWidget(right)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
-        split.setSizes([440, 960])  # wide enough for the source names next to their figures
+        split.setSizes([520, 880])  # wide enough for the source names next to their site and figures
         right.setSizes([520, 300])
 
         self._actions = []
@@ -490,8 +375,11 @@ class DataView(QWidget):
     def reload(self) -> None:
         project = self.session.project
         self.loader.set_root(self.session.root)
+        keep = set(self.selected_video_ids()) if self._listed_root == self.session.root else set()
+        self._listed_root = self.session.root
         self.sources.clear()
         self.crop_cache.refresh()
+        self.sites.refresh()
         if project is None:
             self.summary.setText("No project open.")
             self.model.set_instances([], [], [], [])
@@ -504,38 +392,62 @@ class DataView(QWidget):
             item.setFont(0, font)
             item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsSelectable)
         self.sources.addTopLevelItems([videos_item, datasets_item])
+        for item in (videos_item, datasets_item):
+            item.setFirstColumnSpanned(True)  # the group names read across the columns
         videos = project.videos()
         for v in videos:
-            child = QTreeWidgetItem([f"{v['name']}  ({v['camera']})", f"{v['n_frames']:,}", f"{v['n_instances']:,}", v["status"]])
+            name = v["name"] if str(v["name"]).endswith(str(v["camera"])) else f"{v['name']}  ({v['camera']})"
+            child = QTreeWidgetItem([name, v.get("site") or "—", f"{v['n_frames'] or 0:,}", f"{v['n_instances']:,}",
+                                     v["status"]])
             child.setData(0, Qt.ItemDataRole.UserRole, ("video", v["id"]))
-            child.setToolTip(0, f"{v['path']}\ndetector {v['detector']}, stride {v['stride']}, {v['width']}x{v['height']} @ {v['fps']:.1f} fps")
+            child.setToolTip(0, _video_tip(v))
+            child.setToolTip(SITE_COLUMN, f"site {v['site']!r}: double-click to change" if v.get("site") else
+                             "at no site (links skip it): double-click to put it at one")
             videos_item.addChild(child)
         datasets = project.datasets()
         for d in datasets:
             n = (d["n_query"] or 0) + (d["n_gallery"] or 0) + (d["n_train"] or 0)
-            child = QTreeWidgetItem([d["name"], "", f"{n:,}", f"{d['n_query'] or 0} q / {d['n_gallery'] or 0} g"])
+            child = QTreeWidgetItem([d["name"], "", "", f"{n:,}", f"{d['n_query'] or 0} q / {d['n_gallery'] or 0} g"])
             child.setData(0, Qt.ItemDataRole.UserRole, ("dataset", d["id"]))
             child.setToolTip(0, d["name"])
             datasets_item.addChild(child)
         self.sources.expandAll()
         n_inst = sum(v["n_instances"] for v in videos)
-        self.summary.setText(f"{len(videos)} videos · {sum(v['n_frames'] or 0 for v in videos):,} frames · "
+        n_cams = sum(v["kind"] == "tracklets" for v in videos)
+        cams = f"{n_cams} tracklet camera{'' if n_cams == 1 else 's'} · " if n_cams else ""
+        self.summary.setText(f"{len(videos) - n_cams} videos · {cams}{sum(v['n_frames'] or 0 for v in videos):,} frames · "
                              f"{n_inst:,} instances · {len(datasets)} labelled dataset{'' if len(datasets) == 1 else 's'}")
-        if videos and self.video is None:
-            videos_item.child(0).setSelected(True)
-        elif self.video is not None:
-            for i in range(videos_item.childCount()):
-                if videos_item.child(i).data(0, Qt.ItemDataRole.UserRole) == ("video", self.video["id"]):
-                    videos_item.child(i).setSelected(True)
+        ids = [v["id"] for v in videos]
+        shown = self.video["id"] if self.video is not None and self.video["id"] in ids else (ids[0] if ids else None)
+        self.sources.blockSignals(True)  # the selection comes back as it was: one set_video below, not one per row
+        for i, vid in enumerate(ids):
+            videos_item.child(i).setSelected(vid in keep or vid == shown)
+        if shown is not None:
+            self.sources.setCurrentItem(videos_item.child(ids.index(shown)), 0, QItemSelectionModel.SelectionFlag.NoUpdate)
+        self.sources.blockSignals(False)
+        if shown is not None:
+            same = self.video is not None and self.video["id"] == shown
+            self.set_video(shown, self.current_frame if same else None)
         if not videos and not datasets:
-            self.canvas.message = "This project is empty: import a video, a MOT sequence or the demo world (buttons on the left)."
+            self.canvas.message = ("This project is empty: import a video, a MOT sequence, a folder of tracklets or the "
+                                   "demo world (buttons on the left).")
             self.canvas.update()
+
+    def selected_video_ids(self) -> list[int]:
+        data = [item.data(0, Qt.ItemDataRole.UserRole) for item in self.sources.selectedItems()]
+        return [d[1] for d in data if d and d[0] == "video"]
+
+    def _source_double_clicked(self, item: QTreeWidgetItem, column: int) -> None:
+        data = item.data(0, Qt.ItemDataRole.UserRole)
+        if column == SITE_COLUMN and data and data[0] == "video":
+            self.sites.edit([data[1]])
 
     def _source_selected(self) -> None:
         items = self.sources.selectedItems()
         if not items:
             return
-        data = items[0].data(0, Qt.ItemDataRole.UserRole)
+        current = self.sources.currentItem()
+        data = (current if current in items else items[0]).data(0, Qt.ItemDataRole.UserRole)
         if not data:
             return
         kind, ident = data
@@ -553,8 +465,16 @@ class DataView(QWidget):
         table = project.instance_table(video_id=video_id)
         self.boxes_by_frame = FrameBoxes(table)
         self.model.set_instances(table.id, table.video_id, table.frame, table.identity)
-        self.grid_title.setText(f"Instances of {video['name']} ({len(table):,})")
-        self.frame_title.setText(f"{video['name']} · camera {video['camera']} · {len(self.frame_numbers):,} frames")
+        site = f" · site {video['site']}" if video.get("site") else ""
+        if video["kind"] == "tracklets":
+            n_tracklets = len(np.unique(table.tracklet[table.tracklet >= 0]))
+            self.grid_title.setText(f"Crops of {video['name']} ({len(table):,} in {n_tracklets:,} tracklets)")
+            self.frame_title.setText(f"{video['name']} · tracklets of camera {video['camera']}{site} · "
+                                     f"{len(self.frame_numbers):,} crops")
+        else:
+            self.grid_title.setText(f"Instances of {video['name']} ({len(table):,})")
+            self.frame_title.setText(f"{video['name']} · camera {video['camera']}{site} · "
+                                     f"{len(self.frame_numbers):,} frames")
         self.scrubber.blockSignals(True)
         self.scrubber.setRange(0, max(len(self.frame_numbers) - 1, 0))
         self.scrubber.setEnabled(bool(self.frame_numbers))
@@ -593,7 +513,10 @@ class DataView(QWidget):
 
     def _request(self, frame: int) -> None:
         self.current_frame = frame
-        self.frame_label.setText(f"frame {frame}  ({self.scrubber.value() + 1}/{len(self.frame_numbers)})")
+        where = f"{self.scrubber.value() + 1}/{len(self.frame_numbers)}"
+        tracklet = self.boxes_by_frame.tracklet_of(frame) if isinstance(self.boxes_by_frame, FrameBoxes) else None
+        self.frame_label.setText(f"crop {frame} · tracklet {tracklet}  ({where})" if tracklet is not None
+                                 else f"frame {frame}  ({where})")
         self._waiting = True
         self.decoder.request(self.video, frame)
 
@@ -601,7 +524,10 @@ class DataView(QWidget):
         if self.video is None or video_id != self.video["id"] or frame != self.current_frame:
             return  # a stale answer: the latest request wins
         self._waiting = False
-        size = QSize(int(self.video["width"] or image.width()), int(self.video["height"] or image.height()))
+        if self.video["kind"] == "tracklets":  # each "frame" is one crop image, at its own size
+            size = QSize(image.width(), image.height())
+        else:
+            size = QSize(int(self.video["width"] or image.width()), int(self.video["height"] or image.height()))
         self.canvas.set_frame(image, size, self.boxes_by_frame.get(frame, []), self.highlight)
 
     def _toggle_play(self, playing: bool) -> None:
@@ -676,6 +602,9 @@ class DataView(QWidget):
         elif kind == "market":
             args = (_job_market, root, params["path"], params.get("name"))
             title = f"Import {Path(params['path']).name}"
+        elif kind == "tracklets":
+            args = (_job_tracklets, root, params["path"], params.get("site"))
+            title = f"Import tracklets {Path(params['path']).name}"
         else:
             args = (_job_demo, root, bool(params.get("small", True)))
             title = "Import demo world"

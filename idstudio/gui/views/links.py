@@ -22,6 +22,7 @@ from idstudio.gui import shortcuts
 from idstudio.gui.review_widgets import CropLabel, ReviewCommand, card_header, review_buttons, review_slots, show_decision
 from idstudio.services import links as link_service
 from idstudio.services import review
+from idstudio.services.instances import linkable_sites
 
 STRIP = 8  # crops shown per tracklet
 LINK_ORDERS = (("Least reliable first", "reliability"), ("Most similar first", "similarity"))
@@ -256,8 +257,11 @@ class LinksPanel(QWidget):
             has_videos = self.session.project is not None and int(self.session.project.scalar(
                 "SELECT COUNT(DISTINCT video_id) FROM instances WHERE video_id IS NOT NULL") or 0) >= 2
             self.title.setText("No links yet" if info is None else ("Nothing to review" if n == 0 else "End of the queue"))
+            one_site = has_videos and bool(linkable_sites(self.session.project))
             self.figures.setText(
                 "Linking needs people from two or more videos; import another video first." if not has_videos else
+                "Links join cameras of one site, and no site holds two videos yet: set the Site column in the Data "
+                "view." if info is None and not one_site else
                 "Mine pairs (Pairs tab), then press Link videos: the latest model links tracklets across videos."
                 if info is None else
                 f"Link round {info['id']}: {info['decided']} of {info['total']} links decided. "
