@@ -307,7 +307,11 @@ def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | No
     # ImageNet features are not identity features: the first round keeps the spatial gate.
     trained_start = message.startswith("Start: checkpoint") or resume is not None
     try:
-        trainer = Trainer(project, cfg, ctx, run, model, payload, table, device, rank, world, trained_start, t_start)
+        # ImageNet features standardised per camera already link tracklets better than chance
+        # (core.links.camera_standardised); a random start's would be noise.
+        link_from_start = trained_start or message.startswith("Start: ImageNet")
+        trainer = Trainer(project, cfg, ctx, run, model, payload, table, device, rank, world, trained_start, t_start,
+                          link_from_start)
         return trainer.train(default_hooks())
     except JobCancelled:
         if writer:
@@ -366,11 +370,13 @@ class Trainer:
     happens around the steps (re-mining, evaluation, checkpoints, metrics, stopping) is a hook."""
 
     def __init__(self, project, cfg: TrainConfig, ctx: JobContext, run: _Run, model: EmbeddingModel, payload,
-                 table, device: torch.device, rank: int, world: int, trained_start: bool, t_start: float):
+                 table, device: torch.device, rank: int, world: int, trained_start: bool, t_start: float,
+                 link_from_start: bool = False):
         self.project, self.cfg, self.ctx, self.run = project, cfg, ctx, run
         self.table, self.device, self.rank, self.world = table, device, rank, world
         self.writer = rank == 0
         self.trained_start = trained_start
+        self.link_from_start = link_from_start
         self.t_start = t_start
         self.use_amp = bool(cfg.amp) and device.type == "cuda"
         model.to(device)
@@ -551,7 +557,7 @@ class Trainer:
         quality = "".join(f", {name} {entry[name]:.3f}" for name in ("precision", "recall") if entry[name] is not None)
         ctx.log(f"Mining round {rid} (epoch {epoch}): {len(result)} pairs{quality}, "
                 f"largest component {entry['largest_component_share']:.3f}")
-        if self.use_links and (epoch > 0 or self.trained_start):  # an untrained model's links would be noise
+        if self.use_links and (epoch > 0 or self.link_from_start):  # a random start's links would be noise
             if self.writer:
                 link_after_mining(self.project, self.table, result, rid, cfg, run.id, epoch, history, ctx)
             history["link_rounds"] = _broadcast(history["link_rounds"])
