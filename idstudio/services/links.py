@@ -165,7 +165,7 @@ def link(project_root: Path | Project, config: LinkConfig | None = None, ctx: Jo
         t0 = time.perf_counter()
         crops = crop_cache.crop_store(project, table.id, model.spec)
         emb, _ = embed_store(model, crops, device, cfg.batch_size, ctx)
-        params = cfg.link_params(0)
+        params = cfg.link_params(0, colour_part=model.spec.colour > 0)
         round_id, result = link_round(project, table, emb, int(mining_round), params, ref.key)
         s = result.stats
         out = {"round_id": round_id, "mining_round_id": int(mining_round), "checkpoint": ref.key,

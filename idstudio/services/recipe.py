@@ -34,7 +34,8 @@ from idstudio.services.instances import linkable_sites
 from idstudio.services.models import load_model, resolve_checkpoint
 from idstudio.services.train_config import TrainConfig
 
-TRAIN_AUTO = ("colour", "weights", "augment", "background_mix", "links", "other_video_negatives", "spatial_gate",
+TRAIN_AUTO = ("colour", "weights", "augment", "background_mix", "links", "link_standardise", "other_video_negatives",
+              "spatial_gate",
               "workers", "device")
 MINE_START = ("arch", "height", "width", "dim", "weights")  # MineConfig's init-model fields (auto: as training)
 
@@ -239,6 +240,10 @@ def resolve_train(project: Project, cfg: Any, given: dict[str, Any] | None = Non
     if cfg.links == "auto":
         out.values["links"] = "on" if links_on(project, cfg) else "off"
         out.reasons["links"] = links_reason(project, cfg)
+    if cfg.link_standardise == "auto":
+        out.values["link_standardise"] = cfg.colour
+        out.reasons["link_standardise"] = ("the colour part, which each camera's light shifts" if cfg.colour == "on" else
+                                           "no colour part")
     if cfg.other_video_negatives == "auto":
         out.values["other_video_negatives"], out.reasons["other_video_negatives"] = "off", "measured: with them the cross-camera sets fell"
     if cfg.spatial_gate == "auto":

@@ -50,11 +50,17 @@ class LinkFields:
     link_min_reliability: float = field(0.7, help="the tracklets that are linked follow only pairs at least this "
                                         "reliable (purer than the mining cut)", group="Links")
 
-    def link_params(self, round_index: int = 0) -> LinkParams:
+    link_standardise: str = field("auto", help="standardise features per camera before linking (auto: where the "
+                                  "embedding has a colour part, which each camera's light shifts)",
+                                  choices=["auto", "on", "off"], group="Links")
+
+    def link_params(self, round_index: int = 0, colour_part: bool = False) -> LinkParams:
+        """The round's parameters; ``colour_part``: the linking model's embedding has one."""
+        standardise = self.link_standardise == "on" or (self.link_standardise == "auto" and colour_part)
         return LinkParams(min_similarity=float(self.link_min_similarity),
                           keep=keep_schedule(float(self.link_keep), float(self.link_keep_step), round_index),
                           min_members=int(self.link_min_members), mutual_k=int(self.link_mutual_k),
-                          min_reliability=float(self.link_min_reliability))
+                          min_reliability=float(self.link_min_reliability), standardise=standardise)
 
 
 @dataclass

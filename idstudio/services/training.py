@@ -96,7 +96,7 @@ def link_after_mining(project: Project, table, result: MiningResult, mining_roun
     kept share grows with each round of the run (``link_keep_step``)."""
     from idstudio.services.links import link_round
 
-    params = cfg.link_params(len(history["link_rounds"]))
+    params = cfg.link_params(len(history["link_rounds"]), colour_part=cfg.colour == "on")
     rid, links = link_round(project, table, result.embeddings, mining_round, params, f"runs/{run_id}@epoch{epoch}", run_id)
     s = links.stats
     entry = {"epoch": epoch, "round_id": rid, "n_links": s["n_links"], "keep": params.keep,

@@ -71,6 +71,7 @@ def test_train_view_shows_the_synthetic_recipe_before_start_and_the_run_records_
     assert form.note_text("height").startswith("→ 64") and form.note_text("width").startswith("→ 32")
     assert form.note_text("colour").startswith("→ off")
     assert "resnet18 at 64x32" in view.resolved_label.text() and "cross-camera recipe" in view.resolved_label.text()
+    assert "Cross-camera links on: site 'synthetic world' holds 2 cameras." in view.resolved_label.text()
     shown = _shown(view)
     form.set_values(dict(epochs=1, steps_per_epoch=2, eval_every=0, device="cpu", workers=0))
     _resolved(qtbot, view)

@@ -304,9 +304,12 @@ class TrainView(QWidget):
         recipe = {"cross-camera": "cross-camera recipe", "real-video": "real-video recipe",
                   "init": "start checkpoint", "default": "settings as given"}.get(res.recipe, res.recipe)
         why = res.reasons.get("arch") or res.reasons.get("colour", "")
+        links = res.values.get("links", cfg.links)
+        links_why = res.reasons.get("links")
         self.resolved_label.setText(f"Start will train {cfg.arch} at {cfg.height}x{cfg.width} {start}, colour part "
                                     f"{cfg.colour}: {recipe}" + (f" ({why.removeprefix('cross-camera recipe: ')})"
-                                                                 if why else "") + ".")
+                                                                 if why else "") + "."
+                                    + f" Cross-camera links {links}" + (f": {links_why}." if links_why else "."))
 
     # ---- actions -----------------------------------------------------------------------
     def _save_preset(self) -> None:
