@@ -159,6 +159,7 @@ def find_links(members: list[np.ndarray], emb: np.ndarray, video: np.ndarray, fr
                             for m in members], bool)
     t_video = np.array([int(video[m[0]]) for m in members], np.int64) if members else np.zeros(0, np.int64)
     video_site = _video_sites(video, site)
+    imported_video = {} if imported is None else {int(v): bool(np.asarray(imported)[video == v].all()) for v in np.unique(video)}
     if members:
         rows = np.unique(np.concatenate(members))
         feats, reps = tracklet_features(camera_standardised(emb, video, rows) if params.standardise else emb, members)
@@ -172,7 +173,9 @@ def find_links(members: list[np.ndarray], emb: np.ndarray, video: np.ndarray, fr
             if not same_site(video_site, int(va), int(vb)):
                 continue
             ib = np.flatnonzero(long_enough & (t_video == vb))
-            rows, cols, s, margin, background = _candidates(feats[ia], feats[ib], params.min_similarity, params.mutual_k)
+            # two cameras of imported tracklets: one tracklet per person and camera, so mutual best matches only
+            k = 1 if imported is not None and imported_video.get(int(va)) and imported_video.get(int(vb)) else params.mutual_k
+            rows, cols, s, margin, background = _candidates(feats[ia], feats[ib], params.min_similarity, k)
             ta.append(ia[rows])
             tb.append(ib[cols])
             sims.append(s)

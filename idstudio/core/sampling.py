@@ -81,9 +81,9 @@ class TrackletSampler:
 
     def __init__(self, crops: CropStore, video: np.ndarray, frame: np.ndarray, a: np.ndarray, b: np.ndarray,
                  weight: np.ndarray, component: np.ndarray, positive: np.ndarray, tau: float,
-                 other_video_negatives: bool = True, imported: np.ndarray | None = None):
+                 other_video_negatives: bool = True, imported: np.ndarray | None = None, link_share: float = 0.0):
         self.other_video_negatives = other_video_negatives
-        self.imported = np.zeros(len(video), bool) if imported is None else np.asarray(imported, bool)
+        imported = np.zeros(len(video), bool) if imported is None else np.asarray(imported, bool)
         self.crops = crops
         self.video = np.asarray(video, np.int64)
         self.frame = np.asarray(frame, np.int64)
@@ -91,11 +91,16 @@ class TrackletSampler:
         self.tracklets = build_tracklets(a, b, weight, component, positive, self.frame)
         if not len(self.tracklets):
             raise ValueError("no tracklets")
+        self.cameras = tracklet_cameras(self.tracklets, self.video, imported)
+        # tracklets that links made span videos: drawn for ``link_share`` of each batch
+        self.spanning = np.array([t for t, m in enumerate(self.tracklets.members) if len(np.unique(self.video[m])) > 1],
+                                 np.int64)
+        self.link_share = float(link_share)
         self.tau = tau
         self._anchor_video = np.zeros(0, np.int64)
         self._anchor_key = np.zeros(0, np.int64)
         self._anchor_owner = np.zeros(0, np.int64)
-        self._anchor_imported = np.zeros(0, bool)
+        self._anchor_cameras = np.zeros((0, self.cameras.shape[1]), bool)
 
     def natural_steps(self, batch: int) -> int:
         return max(1, len(self.tracklets.row_tracklets) // batch)
@@ -104,8 +109,11 @@ class TrackletSampler:
         # Time is the frame key: a member in another video (a cross-video link) counts as the farthest.
         anchors, positives, owners = tracklet_batches(self.tracklets, self.frame_key, self.frame_key, batch_size,
                                                       n_batches, rng)
+        if self.link_share > 0 and len(self.spanning):
+            mix_linked(anchors, positives, owners, batch_size, self.tracklets, self.spanning, self.video,
+                       self.link_share, rng)
         self._anchor_video, self._anchor_key, self._anchor_owner = self.video[anchors], self.frame_key[anchors], owners
-        self._anchor_imported = self.imported[anchors]
+        self._anchor_cameras = self.cameras[owners]
         dataset = PairDataset(self.crops, anchors, positives, self.tracklets.weight[owners])
         return dataset, [np.arange(i * batch_size, (i + 1) * batch_size) for i in range(n_batches)]
 
@@ -117,8 +125,39 @@ class TrackletSampler:
         rows = idx.numpy()
         certain = torch.from_numpy(certain_negatives(self._anchor_video[rows], self._anchor_key[rows],
                                                      self.other_video_negatives, self._anchor_owner[rows],
-                                                     self._anchor_imported[rows]))
+                                                     self._anchor_cameras[rows]))
         return masked_info_nce(za, zb, certain, weight.to(za.device), tau=self.tau)
+
+
+def mix_linked(anchors: np.ndarray, positives: np.ndarray, owners: np.ndarray, batch_size: int, tracklets,
+               spanning: np.ndarray, video: np.ndarray, share: float, rng: np.random.Generator) -> None:
+    """In place: ``share`` of each batch's elements become elements of tracklets that span
+    videos (linked across cameras), each with its positive in another video. Linked
+    tracklets are a few among thousands: drawn as often as any tracklet, their cross-camera
+    positives would hardly be seen. At most one element per tracklet in a batch, as before."""
+    k = int(round(share * batch_size))
+    for start in range(0, len(anchors), batch_size):
+        sl = slice(start, start + batch_size)
+        free = np.setdiff1d(spanning, owners[sl])
+        take = rng.permutation(free)[:k]
+        slots = rng.permutation(batch_size)[:len(take)] + start
+        for slot, t in zip(slots.tolist(), take.tolist()):
+            members = tracklets.members[t]
+            a = int(members[int(rng.integers(len(members)))])
+            others = members[video[members] != video[a]]
+            anchors[slot], positives[slot], owners[slot] = a, int(others[int(rng.integers(len(others)))]), t
+
+
+def tracklet_cameras(tracklets, video: np.ndarray, imported: np.ndarray) -> np.ndarray:
+    """(tracklets, imported cameras) bool: the cameras whose imported tracklets each tracklet holds."""
+    cams = np.unique(video[imported])
+    out = np.zeros((len(tracklets), len(cams)), bool)
+    if len(cams):
+        for t, rows in enumerate(tracklets.members):
+            rows = rows[imported[rows]]
+            if len(rows):
+                out[t, np.searchsorted(cams, np.unique(video[rows]))] = True
+    return out
 
 
 def make_sampler(name: str, *args, **kwargs) -> PairSampler | TrackletSampler:

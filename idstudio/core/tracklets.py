@@ -134,20 +134,22 @@ def tracklet_batches(tracklets: Tracklets, frame_key: np.ndarray, frame: np.ndar
 
 
 def certain_negatives(video: np.ndarray, frame_key: np.ndarray, other_videos: bool = True,
-                      owner: np.ndarray | None = None, imported: np.ndarray | None = None) -> np.ndarray:
+                      owner: np.ndarray | None = None, cameras: np.ndarray | None = None) -> np.ndarray:
     """(n, n) bool: batch elements i, j (by their anchors' video and frame) are certainly
     different people: two boxes of one frame, (``other_videos``) anyone in another video,
-    or two imported tracklets of one camera (``imported``: the layouts of video-ReID sets
-    give one folder per person and camera, and a tracker's two tracklets of one camera in a
-    batch drawn from hundreds are two people far more often than not); never two elements
-    of one tracklet (``owner``). The diagonal is False."""
+    or two tracklets holding imported tracklets of one camera (``cameras``: (n, c) bool, the
+    imported cameras each element's tracklet holds). The video-ReID layouts give one folder
+    per person and camera, and two of a camera's tracklets in a batch drawn from hundreds
+    are two people far more often than not; a linked tracklet holds both cameras' sides, so
+    it is a negative of every other tracklet of either camera. Never two elements of one
+    tracklet (``owner``). The diagonal is False."""
     video, frame_key = np.asarray(video), np.asarray(frame_key)
     certain = frame_key[:, None] == frame_key[None, :]
     if other_videos:
         certain |= video[:, None] != video[None, :]
-    if imported is not None:
-        imported = np.asarray(imported, bool)
-        certain |= imported[:, None] & imported[None, :] & (video[:, None] == video[None, :])
+    if cameras is not None:
+        held = np.asarray(cameras, np.float32)
+        certain |= (held @ held.T) > 0
     if owner is not None:
         owner = np.asarray(owner)
         certain &= owner[:, None] != owner[None, :]

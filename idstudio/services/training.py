@@ -525,7 +525,7 @@ class Trainer:
         try:
             return make_sampler(cfg.sampler, self.crops, self.table.video_id, self.table.frame, a, b,
                                 rel, comp, pos, tau=cfg.tau, other_video_negatives=other_video_negatives(cfg),
-                                imported=self.table.tracklet >= 0)
+                                imported=self.table.tracklet >= 0, link_share=cfg.link_share if self.use_links else 0.0)
         except ValueError:
             raise UserError("The mined pairs form no pseudo-tracklet of two or more instances; use --sampler pairs, "
                             "lower --min-reliability or import more video.") from None

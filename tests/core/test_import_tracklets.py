@@ -188,13 +188,30 @@ def test_two_imported_tracklets_of_one_camera_are_negatives_and_other_cameras_ar
     video = np.array([1, 1, 2, 3, 3])
     key = video * 10_000_000 + np.array([1, 2, 1, 1, 2])
     owner = np.array([0, 1, 2, 3, 4])
-    imported = np.array([True, True, True, False, False])
-    certain = certain_negatives(video, key, other_videos=False, owner=owner, imported=imported)
+    cameras = np.array([[1, 0], [1, 0], [0, 1], [0, 0], [0, 0]], bool)  # videos 1 and 2 are imported cameras
+    certain = certain_negatives(video, key, other_videos=False, owner=owner, cameras=cameras)
     assert certain[0, 1] and certain[1, 0]
     assert not certain[0, 2]  # another camera: may be the same person
     assert not certain[3, 4]  # two frames of a video: may be the same person
+    # a linked tracklet holds both cameras: a negative of the other tracklets of either
+    linked = cameras.copy()
+    linked[0] = [True, True]
+    assert certain_negatives(video, key, False, owner, linked)[0, 2]
     owner[1] = 0  # one (linked) tracklet: never its own negative
-    assert not certain_negatives(video, key, False, owner, imported)[0, 1]
+    assert not certain_negatives(video, key, False, owner, cameras)[0, 1]
+
+
+def test_the_tracklet_sampler_knows_the_cameras_each_tracklet_holds():
+    from idstudio.core.sampling import tracklet_cameras
+    from idstudio.core.tracklets import build_tracklets
+
+    video = np.array([1, 1, 2, 2, 5, 5])
+    imported = np.array([True, True, True, True, False, False])
+    frame = np.array([1, 2, 1, 2, 1, 2])
+    # tracklet 0: rows 0-1 (camera 1) linked to rows 2-3 (camera 2); tracklet 1: rows 4-5 of a video
+    tr = build_tracklets(np.array([0, 1, 4]), np.array([1, 2, 5]), np.ones(3), np.array([0, 0, 1]), np.ones(3, bool), frame)
+    held = tracklet_cameras(tr, video, imported)
+    assert held.tolist() == [[True, True], [False, False]]
 
 
 def test_cli_import_tracklets_and_site(tmp_path):
@@ -223,3 +240,25 @@ def test_the_real_cuhk03_tracklets_import_whole(real_data, tmp_path):
         table = project.instance_table()
         assert len(table) == 7239
         assert (row_sites(project, table) == 0).all()
+
+
+def test_linked_tracklets_fill_their_share_of_each_batch_with_cross_camera_positives():
+    from idstudio.core.sampling import mix_linked
+    from idstudio.core.tracklets import build_tracklets
+
+    # tracklets 0..3 each span videos 1 and 2 (linked); tracklets 4..11 are single-video
+    a, b, comp, video = [], [], [], []
+    for t in range(12):
+        rows = [2 * t, 2 * t + 1]
+        a.append(rows[0]); b.append(rows[1]); comp.append(t)
+        video += [1, 2] if t < 4 else [1, 1]
+    video = np.array(video)
+    tr = build_tracklets(np.array(a), np.array(b), np.ones(12), np.array(comp), np.ones(12, bool), np.arange(24))
+    spanning = np.array([t for t, m in enumerate(tr.members) if len(set(video[m])) > 1])
+    assert len(spanning) == 4
+    owners = np.arange(4, 12)  # one batch of 8 single-video tracklets
+    anchors, positives = 2 * owners, 2 * owners + 1
+    mix_linked(anchors, positives, owners, 8, tr, spanning, video, 0.5, np.random.default_rng(0))
+    linked = np.isin(owners, spanning)
+    assert linked.sum() == 4 and len(set(owners.tolist())) == 8  # half the batch, one element per tracklet still
+    assert (video[anchors[linked]] != video[positives[linked]]).all()
