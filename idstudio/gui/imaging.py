@@ -93,7 +93,11 @@ class ThumbnailLoader(_Worker):
         self._project_root: Path | None = None
 
     def set_root(self, root: Path | None) -> None:
+        """Serve another project's crops. The same project again keeps what is asked and cached:
+        views share the loader, and the one that opens second must not drop the first one's requests."""
         with self.cond:
+            if root == self.root:
+                return
             self.root = root
             self.pending.clear()
         self.cache.clear()

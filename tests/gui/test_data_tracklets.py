@@ -175,6 +175,8 @@ def test_review_tracklet_links_by_keyboard_and_find_them_after_a_restart(qtbot, 
     first, second = panel.rows[0], panel.rows[1]
     assert {first["video_a"], first["video_b"]} == {"prid/cam_a", "prid/cam_b"}  # across the site's two cameras
     assert panel.strips[0].members and panel.strips[1].members  # each imported tracklet shown as a strip of crops
+    shown = lambda: all(not c.pixmap().isNull() for s in panel.strips for c in s.crops if c.isVisibleTo(s))  # noqa: E731
+    qtbot.waitUntil(shown, timeout=10000)  # the crops arrive (the Pairs tab opening second must not drop their requests)
 
     _press(qtbot, panel, Qt.Key.Key_A)
     _press(qtbot, panel, Qt.Key.Key_R)

@@ -35,5 +35,10 @@ def test_real_bench_small_trains_from_real_video_and_reports_every_set(real_data
     from idstudio.core.store import Project
 
     with Project.open(tmp_path / "pristine-small-t") as project:
-        held = {v["name"]: v["holdout_from"] for v in project.videos()}
+        videos = project.videos()
+    held = {v["name"]: v["holdout_from"] for v in videos if v["kind"] != "tracklets"}
     assert all(frame is not None for frame in held.values()), held
+    # the two-camera tracklets are one site, so the default links them: a scored link round at the start
+    assert {v["site"] for v in videos if v["kind"] == "tracklets"} == {"cuhk03"}
+    assert result["link_rounds"], result.get("link_rounds")
+    assert result["link_rounds"][0]["epoch"] == 0 and 0.0 <= result["link_rounds"][0]["precision"] <= 1.0
