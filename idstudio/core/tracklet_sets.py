@@ -121,7 +121,9 @@ def _layout_at(root: Path) -> TrackletSet | None:
         return _person_folders(root, subs)
     if any(MARS_NAME.match(f.name) for s in subs[:2] for t in _dirs(s)[:2] for f in _images(t)[:1]):
         return None  # the MARS root (bbox_train beside bbox_test): one level down
-    return _camera_tracklet(root, subs) or (_person_folders(root, subs) if _duke_like(subs) else None)
+    if _duke_like(subs):  # person/tracklet/crops: the same shape as camera/tracklet/crops, told by the names
+        return _person_folders(root, subs)
+    return _camera_tracklet(root, subs)
 
 
 def scan(folder: Path) -> TrackletSet:

@@ -53,7 +53,16 @@ def mars(root: Path) -> Path:
     return root
 
 
+def duke(root: Path) -> Path:
+    # DukeMTMC-VideoReID: person / tracklet / PPPP_Cc_Ffff_X.jpg
+    for person, track, cam, n in (("0001", "0001", 1, 3), ("0001", "0002", 2, 2), ("0002", "0001", 2, 4)):
+        for f in range(n):
+            _image(root / "train" / person / track / f"{person}_C{cam}_F{f + 1:04d}_X{f}", int(person) * 10 + f, ".jpg")
+    return root
+
+
 @pytest.mark.parametrize("make, layout, tracklets, crops, cameras", [
+    (duke, "DukeMTMC-VideoReID", 3, 9, ["C1", "C2"]),
     (prid, "PRID2011", 6, 18, ["cam_a", "cam_b"]),
     (ilids, "iLIDS-VID", 4, 16, ["cam1", "cam2"]),
     (mars, "MARS", 4, 12, ["C1", "C2"]),
