@@ -7,7 +7,7 @@ from pathlib import Path
 
 from idstudio.commands.common import ProgressBarContext, add_json_flag, add_project_argument, print_result
 from idstudio.core.detectors import DEFAULT_DETECTOR, DETECTORS
-from idstudio.core.store import Project, opened
+from idstudio.core.store import opened
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -32,7 +32,6 @@ from idstudio.core.sources import read_image
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 MARS_NAME = re.compile(r"^(-?\d+)C(\d+)T(\d+)F(\d+)", re.IGNORECASE)
 DUKE_NAME = re.compile(r"^(-?\d+)_C(\d+)_F(\d+)", re.IGNORECASE)
-LAYOUTS = ("PRID2011", "iLIDS-VID", "MARS", "DukeMTMC-VideoReID")
 EXPECTED = ("cam_a/person_0001/0001.png (PRID2011), cam1/person001/*.png (iLIDS-VID) or "
             "bbox_train/0001/0001C1T0001F001.jpg (MARS)")
 
