@@ -18,23 +18,30 @@ import torch
 
 from idstudio.core.data import CropStore, PairDataset
 from idstudio.core.losses import masked_info_nce, reliability_info_nce
-from idstudio.core.tracklets import build_tracklets, certain_negatives, tracklet_batches
+from idstudio.core.tracklets import build_tracklets, certain_negatives, frame_groups, tracklet_batches
 
 SAMPLERS = ("tracklet", "pairs")
 
 
-def frame_batches(frame_key: np.ndarray, batch_size: int, rng: np.random.Generator, n_batches: int | None = None) -> list[np.ndarray]:
-    """Pair indices grouped by their earlier frame (same-frame pairs are free negatives of
-    each other), groups in random order, packed into batches of ``batch_size``; cycles
-    through the pairs until ``n_batches`` batches exist (one pass when None)."""
-    order = np.argsort(frame_key, kind="stable")
-    keys = frame_key[order]
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    groups = np.split(order, starts[1:])
+def frame_batches(groups: tuple[np.ndarray, list[int]], batch_size: int, rng: np.random.Generator,
+                  n_batches: int | None = None) -> list[np.ndarray]:
+    """Pair indices grouped by their earlier frame (``frame_groups``: same-frame pairs are
+    free negatives of each other), groups in random order, packed into batches of
+    ``batch_size``; cycles through the pairs until ``n_batches`` batches exist (one pass
+    when None)."""
+    order, bounds = groups
     batches: list[np.ndarray] = []
     while True:
-        perm = rng.permutation(len(groups))
-        flat = np.concatenate([rng.permutation(groups[g]) for g in perm])
+        # Only the groups the batches still need are shuffled: an epoch of 400 batches takes a
+        # tenth of a million pairs, and shuffling every group cost 3 us a crop (bench/datapath.py).
+        wanted = None if n_batches is None else (n_batches - len(batches)) * batch_size
+        pieces, held = [], 0
+        for g in rng.permutation(len(bounds) - 1).tolist():
+            pieces.append(rng.permutation(order[bounds[g]:bounds[g + 1]]))
+            held += len(pieces[-1])
+            if wanted is not None and held >= wanted:
+                break
+        flat = np.concatenate(pieces)
         full = len(flat) // batch_size
         for i in range(full):
             batches.append(flat[i * batch_size:(i + 1) * batch_size])
@@ -54,6 +61,7 @@ class PairSampler:
         self.dataset = PairDataset(crops, a, b, weight)
         self.pair_video = np.asarray(video, np.int64)[a]
         self.frame_key = self.pair_video * 10_000_000 + frame[a]
+        self.groups = frame_groups(np.arange(len(self.frame_key)), self.frame_key)
         self.component = torch.from_numpy(np.asarray(component, np.int64))
         self.positive = torch.from_numpy(np.asarray(positive, bool))
         self.tau = tau
@@ -62,7 +70,7 @@ class PairSampler:
         return max(1, len(self.dataset) // batch)
 
     def epoch(self, batch_size: int, n_batches: int, rng: np.random.Generator) -> tuple[PairDataset, list[np.ndarray]]:
-        return self.dataset, frame_batches(self.frame_key, batch_size, rng, n_batches)
+        return self.dataset, frame_batches(self.groups, batch_size, rng, n_batches)
 
     def video_of(self, idx: torch.Tensor) -> np.ndarray:
         """The video of each pair of a batch."""
@@ -92,6 +100,7 @@ class TrackletSampler:
         if not len(self.tracklets):
             raise ValueError("no tracklets")
         self.cameras = tracklet_cameras(self.tracklets, self.video, imported)
+        self.groups = frame_groups(np.fromiter(self.tracklets.row_tracklets.keys(), np.int64), self.frame_key)
         # tracklets that links made span videos: drawn for ``link_share`` of each batch
         self.spanning = np.array([t for t, m in enumerate(self.tracklets.members) if len(np.unique(self.video[m])) > 1],
                                  np.int64)
@@ -108,7 +117,7 @@ class TrackletSampler:
     def epoch(self, batch_size: int, n_batches: int, rng: np.random.Generator) -> tuple[PairDataset, list[np.ndarray]]:
         # Time is the frame key: a member in another video (a cross-video link) counts as the farthest.
         anchors, positives, owners = tracklet_batches(self.tracklets, self.frame_key, self.frame_key, batch_size,
-                                                      n_batches, rng)
+                                                      n_batches, rng, groups=self.groups)
         if self.link_share > 0 and len(self.spanning):
             mix_linked(anchors, positives, owners, batch_size, self.tracklets, self.spanning, self.video,
                        self.link_share, rng)

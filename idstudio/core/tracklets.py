@@ -81,20 +81,30 @@ def build_tracklets(a: np.ndarray, b: np.ndarray, reliability: np.ndarray, compo
     return Tracklets(members, weight.astype(np.float32), row_tracklets, pair_tracklet)
 
 
-def tracklet_batches(tracklets: Tracklets, frame_key: np.ndarray, frame: np.ndarray, batch_size: int,
-                     n_batches: int, rng: np.random.Generator, far: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``n_batches`` batches of (anchor row, positive row, tracklet) triples, filled frame
-    by frame. ``frame_key`` groups rows by (video, frame); ``frame`` orders a tracklet's
-    members in time. Returns three (n_batches * batch_size,) arrays; batch i is the slice
-    [i * batch_size, (i + 1) * batch_size)."""
-    rows = np.fromiter(tracklets.row_tracklets.keys(), dtype=np.int64)
-    if len(rows) == 0:
-        raise ValueError("no tracklets")
+def frame_groups(rows: np.ndarray, frame_key: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """``rows`` sorted by ``frame_key`` and the bounds of each key's group (group g is
+    ``rows[bounds[g]:bounds[g + 1]]``). Computed once a sampler, not each epoch: at a million
+    rows the sort alone cost more than an epoch's batches."""
+    rows = np.asarray(rows, np.int64)
     keys = frame_key[rows]
     order = np.argsort(keys, kind="stable")
     rows, keys = rows[order], keys[order]
-    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    groups = np.split(rows, starts[1:])
+    return rows, np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True]).tolist()
+
+
+def tracklet_batches(tracklets: Tracklets, frame_key: np.ndarray, frame: np.ndarray, batch_size: int,
+                     n_batches: int, rng: np.random.Generator, far: bool = True,
+                     groups: tuple[np.ndarray, list[int]] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n_batches`` batches of (anchor row, positive row, tracklet) triples, filled frame
+    by frame. ``frame_key`` groups rows by (video, frame); ``frame`` orders a tracklet's
+    members in time; ``groups``: ``frame_groups`` of the tracklets' rows, where the caller
+    keeps it. Returns three (n_batches * batch_size,) arrays; batch i is the slice
+    [i * batch_size, (i + 1) * batch_size)."""
+    if groups is None:
+        groups = frame_groups(np.fromiter(tracklets.row_tracklets.keys(), dtype=np.int64), frame_key)
+    rows, bounds = groups
+    if len(rows) == 0:
+        raise ValueError("no tracklets")
     anchors: list[int] = []
     positives: list[int] = []
     owners: list[int] = []
@@ -102,8 +112,8 @@ def tracklet_batches(tracklets: Tracklets, frame_key: np.ndarray, frame: np.ndar
     total = n_batches * batch_size
     while len(anchors) < total:
         added = 0
-        for g in rng.permutation(len(groups)):
-            for row in rng.permutation(groups[g]).tolist():
+        for g in rng.permutation(len(bounds) - 1):
+            for row in rng.permutation(rows[bounds[g]:bounds[g + 1]]).tolist():
                 t = tracklets.row_tracklets[row]
                 t = t[int(rng.integers(len(t)))] if len(t) > 1 else t[0]
                 if t in in_batch:
