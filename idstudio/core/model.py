@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from idstudio.core.colour import DIM as COLOUR_DIM, colour_descriptor
+from idstudio.core.colour import DIM as COLOUR_DIM, colour_descriptor, remove_cast
 from idstudio.core.errors import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -165,8 +166,11 @@ class ModelSpec:
     pooling: str = "gem"  # gem | avg
     last_stride: int = 1  # 1: ReID-style larger final map; 2: torchvision's (faster)
     colour: float = 0.0  # weight of the colour-histogram part of the embedding (0: none)
+    # directions taken out of the colour part: the cameras' colour casts (core.colour.cast_directions)
+    colour_cast: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "colour_cast", tuple(tuple(float(v) for v in row) for row in self.colour_cast))
         if self.arch not in BACKBONES:
             raise UserError(f"Unknown architecture {self.arch!r}; choose one of {', '.join(BACKBONES)}.")
         if self.colour > 0 and self.dim < COLOUR_DIM + 16:
@@ -208,6 +212,8 @@ class EmbeddingModel(nn.Module):
         self.proj = nn.Linear(channels, spec.dim - COLOUR_DIM if spec.colour > 0 else spec.dim, bias=False)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("cast", torch.tensor(spec.colour_cast, dtype=torch.float32).reshape(-1, COLOUR_DIM),
+                             persistent=False)
         nn.init.normal_(self.proj.weight, std=channels ** -0.5)
 
     def freeze(self, share: float) -> int:
@@ -240,8 +246,15 @@ class EmbeddingModel(nn.Module):
             # training mode the loss sees the learned part alone: with the colour part in
             # it, the colour similarity would dominate and the learned part's gradient
             # would shrink by the weight's square.
-            z = F.normalize(torch.cat([z, self.spec.colour * colour_descriptor(x)], dim=1), dim=1)
+            colour = remove_cast(colour_descriptor(x), self.cast)
+            z = F.normalize(torch.cat([z, self.spec.colour * colour], dim=1), dim=1)
         return z
+
+    def set_colour_cast(self, directions: np.ndarray) -> None:
+        """Take these (k, COLOUR_DIM) directions out of the colour part from now on (saved with the spec)."""
+        self.spec = dataclasses.replace(self.spec, colour_cast=tuple(map(tuple, np.asarray(directions).tolist())))
+        self.cast = torch.tensor(self.spec.colour_cast, dtype=torch.float32,
+                                 device=self.mean.device).reshape(-1, COLOUR_DIM)
 
 
 def imagenet_source(arch: str) -> WeightSource | None:

@@ -34,7 +34,7 @@ from idstudio.services.instances import linkable_sites
 from idstudio.services.models import load_model, resolve_checkpoint
 from idstudio.services.train_config import TrainConfig
 
-TRAIN_AUTO = ("colour", "weights", "augment", "background_mix", "links", "link_standardise", "other_video_negatives",
+TRAIN_AUTO = ("colour", "colour_cast", "weights", "augment", "background_mix", "links", "link_standardise", "other_video_negatives",
               "spatial_gate",
               "workers", "device")
 MINE_START = ("arch", "height", "width", "dim", "weights")  # MineConfig's init-model fields (auto: as training)
@@ -84,6 +84,15 @@ def links_on(project: Project, cfg: TrainConfig) -> bool:
     which may show the same people: `idstudio site`, `--site` on import); never where other
     videos' people are taken as negatives. ``on`` links the videos of every such site."""
     if cfg.links == "off" or (cfg.links == "auto" and other_video_negatives(cfg)):
+        return False
+    return bool(linkable_sites(project))
+
+
+def colour_cast_on(project: Project, cfg: TrainConfig) -> bool:
+    """auto: where the colour part is on and a site holds two or more cameras, whose mean
+    colours differ by each camera's light (measured: cuhk03-val 0.094 -> 0.111 mAP with the
+    same trained weights, the other real sets within 0.002)."""
+    if cfg.colour_cast == "off" or cfg.colour != "on":
         return False
     return bool(linkable_sites(project))
 
@@ -237,6 +246,10 @@ def resolve_train(project: Project, cfg: Any, given: dict[str, Any] | None = Non
     if cfg.background_mix < 0:
         out.values["background_mix"], out.reasons["background_mix"] = mix, (
             "real video: a tracklet's shared background is no cue" if cfg.colour == "on" else "no colour part")
+    if cfg.colour_cast == "auto":
+        out.values["colour_cast"] = "on" if colour_cast_on(project, cfg) else "off"
+        out.reasons["colour_cast"] = ("no colour part" if cfg.colour != "on" else
+                                      "a site holds two cameras" if linkable_sites(project) else "no site holds two cameras")
     if cfg.links == "auto":
         out.values["links"] = "on" if links_on(project, cfg) else "off"
         out.reasons["links"] = links_reason(project, cfg)

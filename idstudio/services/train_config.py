@@ -78,6 +78,10 @@ class TrainConfig(LinkFields, MiningFields):
     colour: str = field("auto", help="a fixed colour-histogram part beside the learned embedding: on, off, or auto (on "
                         "when a colour histogram beats the start model on the labelled datasets, or when there are none)",
                         choices=["auto", "on", "off"], group="Model")
+    colour_cast: str = field("auto", help="take the cameras' colour casts out of the colour part, learned from the "
+                             "cameras of each site (they see the same people): on, off, or auto (on where the colour "
+                             "part is on and a site holds two or more cameras)", choices=["auto", "on", "off"],
+                             group="Model")
     colour_weight: float = field(3.0, help="weight of the colour part against the learned part", group="Model")
     weights: str = field("auto", help="start: auto (offline ImageNet weights, else random), imagenet, none or a .pth file",
                          group="Model")

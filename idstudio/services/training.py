@@ -39,7 +39,8 @@ from idstudio.services.embedding import pick_device, rank_and_world, world_size
 from idstudio.services.evaluation import dataset_evaluator, eval_summary
 from idstudio.services.instances import training_instances
 from idstudio.services.mining import gate_on, review_decisions, run_mining
-from idstudio.services.recipe import augmentation, links_on, links_reason, other_video_negatives, resolve_train
+from idstudio.services.recipe import (augmentation, colour_cast_on, links_on, links_reason, other_video_negatives,
+                                     resolve_train)
 from idstudio.services.rounds import apply_reviews, round_pairs
 from idstudio.services.train_config import TrainConfig
 
@@ -141,6 +142,33 @@ def _per_dataset_summary(start: dict[str, Any], end: dict[str, Any], names: list
     return {name: {"mAP_start": figures(start, name).get("mAP"), "mAP_end": figures(end, name).get("mAP"),
                    "rank1_start": figures(start, name).get("rank1"), "rank1_end": figures(end, name).get("rank1")}
             for name in names}
+
+
+CAST_CROPS_PER_CAMERA = 1000
+
+
+def site_colour_casts(project: Project, table, crops, seed: int) -> tuple[np.ndarray, int] | None:
+    """(the cast directions, how many cameras gave them) from up to ``CAST_CROPS_PER_CAMERA``
+    crops of each camera at a site of two or more, or None where there is none."""
+    from idstudio.core.colour import cast_directions, colour_descriptor
+    from idstudio.services.instances import row_sites
+
+    site = row_sites(project, table)
+    rng = np.random.default_rng([seed, 11])
+    rows = []
+    for s in np.unique(site[site >= 0]):
+        if len(np.unique(table.video_id[site == s])) < 2:
+            continue
+        for v in np.unique(table.video_id[site == s]):
+            mine = np.flatnonzero((site == s) & (table.video_id == v))
+            rows.append(np.sort(rng.permutation(mine)[:CAST_CROPS_PER_CAMERA]))
+    if not rows:
+        return None
+    rows = np.concatenate(rows)
+    descriptors = np.concatenate([colour_descriptor(crops.get(rows[i:i + 512]).float() / 255).numpy()
+                                  for i in range(0, len(rows), 512)])
+    directions = cast_directions(descriptors, table.video_id[rows], site[rows])
+    return (directions, len(np.unique(table.video_id[rows]))) if len(directions) else None
 
 
 class _Run:
@@ -410,7 +438,9 @@ class Trainer:
             self.history = json.loads(payload["history"])
             self.history.setdefault("link_rounds", [])
             round_id = self.history["rounds"][-1]["round_id"] if self.history["rounds"] else None
-        elif writer:
+        else:
+            self.take_out_colour_cast()
+        if payload is None and writer:
             metrics0 = self.do_eval()
             self.history["mAP_start"] = metrics0.get("mAP")
             self.history["start"] = metrics0
@@ -529,6 +559,23 @@ class Trainer:
         except ValueError:
             raise UserError("The mined pairs form no pseudo-tracklet of two or more instances; use --sampler pairs, "
                             "lower --min-reliability or import more video.") from None
+
+    def take_out_colour_cast(self) -> None:
+        """Before the first evaluation: the colour casts of the sites' cameras out of the
+        colour part (``core.colour.cast_directions``), saved with the model's spec."""
+        found = None
+        if self.model.spec.colour > 0 and colour_cast_on(self.project, self.cfg):
+            found = _broadcast(site_colour_casts(self.project, self.table, self.crops, self.cfg.seed)
+                               if self.writer else None)
+        if found is None:
+            if self.cfg.colour_cast == "on":  # asked for and not done: say why
+                why = "there is no colour part" if self.model.spec.colour <= 0 else "no site holds two cameras"
+                self.ctx.log(f"Colour part: no colour casts taken out (--colour-cast on, but {why}).")
+            return
+        directions, cameras = found
+        self.model.set_colour_cast(directions)
+        self.ctx.log(f"Colour part: the colour casts of {cameras} cameras taken out ({len(directions)} "
+                     f"direction{'s' if len(directions) != 1 else ''}, from their sites; --colour-cast off keeps them).")
 
     # ---- what the hooks call ----
     def do_eval(self) -> dict[str, Any]:

@@ -72,6 +72,8 @@ def test_train_view_shows_the_synthetic_recipe_before_start_and_the_run_records_
     assert form.note_text("colour").startswith("→ off")
     assert "resnet18 at 64x32" in view.resolved_label.text() and "cross-camera recipe" in view.resolved_label.text()
     assert "Cross-camera links on: site 'synthetic world' holds 2 cameras." in view.resolved_label.text()
+    assert form.note_text("colour_cast").startswith("→ off (no colour part)")
+    assert "colour casts" not in view.resolved_label.text()
     shown = _shown(view)
     form.set_values(dict(epochs=1, steps_per_epoch=2, eval_every=0, device="cpu", workers=0))
     _resolved(qtbot, view)
@@ -87,6 +89,9 @@ def test_train_view_shows_the_synthetic_recipe_before_start_and_the_run_records_
     qtbot.waitUntil(lambda: view.resolution.last.recipe == "real-video" and not view.resolution.busy, timeout=60000)
     assert form.note_text("arch") == "" and form.note_text("colour").startswith("→ on")
     assert "mobilenet_v2 at 128x64" in view.resolved_label.text()
+    # colour on at a site of two cameras: their colour casts come out
+    assert form.note_text("colour_cast").startswith("→ on (a site holds two cameras)")
+    assert "The site's cameras' colour casts come out of the colour part." in view.resolved_label.text()
     session.runner.shutdown()
     session.close()
 

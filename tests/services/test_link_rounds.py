@@ -152,6 +152,36 @@ def test_training_runs_link_rounds_and_trains_on_the_links(copy_project):
         assert p.scalar("SELECT run_id FROM link_rounds") == summary["run_id"]
 
 
+def test_training_with_the_colour_part_takes_the_site_cameras_casts_out_and_keeps_them(copy_project):
+    """The two cameras of the synthetic world's site give one cast direction; the saved model
+    carries it, and a resumed run keeps it; --colour-cast off leaves the colour part whole."""
+    from idstudio.core.model import load_checkpoint
+
+    root = copy_project()
+    base = dict(arch="resnet18", dim=544, height=64, width=32, epochs=1, steps_per_epoch=2, batch_size=16,
+                warmup_steps=1, eval_every=0, colour="on", links="off", workers=0, device="cpu")
+    ctx = JobContext()
+    lines: list[str] = []
+    ctx.log = lines.append  # type: ignore[method-assign]
+    summary = training.train(root, TrainConfig(**base), ctx)
+    assert "Colour part: the colour casts of 2 cameras taken out (1 direction, from their sites; " \
+           "--colour-cast off keeps them)." in lines
+    with Project.open(root) as p:
+        model, _ = load_checkpoint(p.runs_dir / summary["run_id"] / "last.pt")
+    assert len(model.spec.colour_cast) == 1 and len(model.spec.colour_cast[0]) == 512
+    resumed = training.resume(root, summary["run_id"], JobContext(), {"epochs": 2})
+    with Project.open(root) as p:
+        again, _ = load_checkpoint(p.runs_dir / resumed["run_id"] / "last.pt")
+    assert again.spec.colour_cast == model.spec.colour_cast
+    lines.clear()
+    off = training.train(root, TrainConfig(**base, colour_cast="off"), ctx)
+    with Project.open(root) as p:
+        whole, _ = load_checkpoint(p.runs_dir / off["run_id"] / "last.pt")
+    assert whole.spec.colour_cast == () and not any("colour casts" in line for line in lines)
+    training.train(root, TrainConfig(**{**base, "dim": 32, "colour": "off"}, colour_cast="on"), ctx)
+    assert "Colour part: no colour casts taken out (--colour-cast on, but there is no colour part)." in lines
+
+
 def test_auto_settings_keep_links_to_cameras_and_other_videos_out_of_the_negatives(copy_project):
     """Other videos' people are negatives only when asked (on real footage they taught the
     model each video's scene); link rounds by default where a site holds two cameras (the
@@ -169,10 +199,14 @@ def test_auto_settings_keep_links_to_cameras_and_other_videos_out_of_the_negativ
         assert "site 'synthetic world' holds 2 cameras" in recipe.links_reason(p, TrainConfig())
         assert not recipe.links_on(p, TrainConfig(colour="off", other_video_negatives="on"))
         assert not recipe.links_on(p, TrainConfig(links="off"))
+        assert recipe.colour_cast_on(p, TrainConfig(colour="on"))
+        assert not recipe.colour_cast_on(p, TrainConfig(colour="off"))
+        assert not recipe.colour_cast_on(p, TrainConfig(colour="on", colour_cast="off"))
         videos = [v["name"] for v in p.videos()]
     ingest.set_site(root, videos, None)  # unrelated single-camera videos
     with Project.open(root) as p:
         assert not recipe.links_on(p, TrainConfig())
         assert recipe.links_reason(p, TrainConfig()) == "no site holds two cameras"
+        assert not recipe.colour_cast_on(p, TrainConfig(colour="on"))
         with pytest.raises(UserError, match="no site of this project holds two videos"):
             links._check_videos(p)

@@ -309,7 +309,9 @@ class TrainView(QWidget):
         self.resolved_label.setText(f"Start will train {cfg.arch} at {cfg.height}x{cfg.width} {start}, colour part "
                                     f"{cfg.colour}: {recipe}" + (f" ({why.removeprefix('cross-camera recipe: ')})"
                                                                  if why else "") + "."
-                                    + f" Cross-camera links {links}" + (f": {links_why}." if links_why else "."))
+                                    + f" Cross-camera links {links}" + (f": {links_why}." if links_why else ".")
+                                    + (" The site's cameras' colour casts come out of the colour part."
+                                       if res.values.get("colour_cast", cfg.colour_cast) == "on" else ""))
 
     # ---- actions -----------------------------------------------------------------------
     def _save_preset(self) -> None:
