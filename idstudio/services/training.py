@@ -564,6 +564,8 @@ class Trainer:
         """Before the first evaluation: the colour casts of the sites' cameras out of the
         colour part (``core.colour.cast_directions``), saved with the model's spec."""
         found = None
+        if self.cfg.colour_cast == "off" and len(self.model.cast):  # an --init checkpoint's casts: off means whole
+            self.model.set_colour_cast(np.zeros((0, self.model.cast.shape[1]), np.float32))
         if self.model.spec.colour > 0 and colour_cast_on(self.project, self.cfg):
             found = _broadcast(site_colour_casts(self.project, self.table, self.crops, self.cfg.seed)
                                if self.writer else None)

@@ -174,7 +174,8 @@ def test_training_with_the_colour_part_takes_the_site_cameras_casts_out_and_keep
         again, _ = load_checkpoint(p.runs_dir / resumed["run_id"] / "last.pt")
     assert again.spec.colour_cast == model.spec.colour_cast
     lines.clear()
-    off = training.train(root, TrainConfig(**base, colour_cast="off"), ctx)
+    init = p.runs_dir / summary["run_id"] / "last.pt"  # off also empties the casts an --init checkpoint had
+    off = training.train(root, TrainConfig(**base, colour_cast="off", init=str(init)), ctx)
     with Project.open(root) as p:
         whole, _ = load_checkpoint(p.runs_dir / off["run_id"] / "last.pt")
     assert whole.spec.colour_cast == () and not any("colour casts" in line for line in lines)
