@@ -34,9 +34,8 @@ from idstudio.services.instances import linkable_sites
 from idstudio.services.models import load_model, resolve_checkpoint
 from idstudio.services.train_config import TrainConfig
 
-TRAIN_AUTO = ("colour", "colour_cast", "weights", "augment", "background_mix", "links", "link_standardise", "other_video_negatives",
-              "spatial_gate",
-              "workers", "device")
+TRAIN_AUTO = ("colour", "colour_cast", "weights", "augment", "background_mix", "links", "link_standardise",
+              "other_video_negatives", "spatial_gate", "workers", "device")
 MINE_START = ("arch", "height", "width", "dim", "weights")  # MineConfig's init-model fields (auto: as training)
 
 
