@@ -81,6 +81,7 @@ def cast_directions(descriptors: np.ndarray, camera: np.ndarray, site: np.ndarra
     return vt[values > tol * max(values.max(), 1e-12)].astype(np.float32)
 
 
-def remove_cast(colour: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """The colour descriptors (n, DIM) less their parts along the (k, DIM) cast directions."""
-    return colour - (colour @ directions.T) @ directions if len(directions) else colour
+def remove_cast(x: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """The features (n, d) less their parts along the (k, d) orthonormal directions: the
+    colour descriptors less their cast, an embedding less its camera directions."""
+    return x - (x @ directions.T) @ directions if len(directions) else x

@@ -64,6 +64,7 @@ class LinkResult:
     reliability: np.ndarray
     kept: np.ndarray  # bool
     stats: dict[str, Any] = field(default_factory=dict)
+    members: list[np.ndarray] = field(default_factory=list)  # the rows of each tracklet ``ta``/``tb`` index
 
     def __len__(self) -> int:
         return len(self.ta)
@@ -199,7 +200,7 @@ def find_links(members: list[np.ndarray], emb: np.ndarray, video: np.ndarray, fr
         if int(kept.sum()) >= budget:
             break
         kept[k] = groups.union(int(ta_[k]), int(tb_[k]))
-    result = LinkResult(ta_, tb_, reps[ta_], reps[tb_], sim.astype(np.float32), reliability, kept)
+    result = LinkResult(ta_, tb_, reps[ta_], reps[tb_], sim.astype(np.float32), reliability, kept, members=members)
     result.stats = {"n_candidates": len(ta_), "n_links": int(kept.sum()), "n_supported": int((support > 0).sum()),
                     "n_tracklets": len(members),
                     "n_linkable_tracklets": int(long_enough.sum()), "videos": len(videos)}
@@ -231,6 +232,37 @@ def link_support(ta: np.ndarray, tb: np.ndarray) -> np.ndarray:
         neighbours.setdefault(a, set()).add(b)
         neighbours.setdefault(b, set()).add(a)
     return np.array([len(neighbours[a] & neighbours[b]) for a, b in zip(ta.tolist(), tb.tolist())], np.int64)
+
+
+LINKS_PER_DIRECTION = 5  # fewer links than this a direction: it would fit their people, not the cameras
+
+
+def camera_directions(emb: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]], parts: tuple[int, ...],
+                      k: int) -> np.ndarray:
+    """(m, d) orthonormal directions of the embedding along which linked tracklets differ
+    most: for each part of the embedding (its ``parts`` widths: learned, colour), the top
+    ``k`` right singular vectors of the linked tracklets' mean-feature differences (not
+    centred, so the cameras' mean offset is among them). Two tracklets of one person under
+    two cameras differ by what the cameras change (light, angle, background), so these are
+    the directions a camera moves a person along; taken out, cross-camera matches rank
+    higher. Each part gets its own ``k``: the colour part's larger scale would otherwise
+    take them all. ``pairs``: the rows (into ``emb``) of both sides of each link; at most
+    one direction per ``LINKS_PER_DIRECTION`` links."""
+    d = emb.shape[1]
+    k = min(k, len(pairs) // LINKS_PER_DIRECTION)
+    if k <= 0:
+        return np.zeros((0, d), np.float32)
+    x = np.asarray(emb, np.float64)
+    diffs = np.stack([x[a].mean(axis=0) - x[b].mean(axis=0) for a, b in pairs])
+    out, start = [], 0
+    for width in parts:
+        _, values, vt = np.linalg.svd(diffs[:, start:start + width], full_matrices=False)
+        keep = vt[:k][values[:k] > 1e-6 * max(float(values.max(initial=0.0)), 1e-12)]
+        block = np.zeros((len(keep), d))
+        block[:, start:start + width] = keep
+        out.append(block)
+        start += width
+    return np.concatenate(out).astype(np.float32)
 
 
 def majority_identity(members: list[np.ndarray], identity: np.ndarray) -> np.ndarray:

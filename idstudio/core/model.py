@@ -168,9 +168,13 @@ class ModelSpec:
     colour: float = 0.0  # weight of the colour-histogram part of the embedding (0: none)
     # directions taken out of the colour part: the cameras' colour casts (core.colour.cast_directions)
     colour_cast: tuple[tuple[float, ...], ...] = ()
+    # directions of the whole embedding (dim wide, before its normalisation) taken out at
+    # inference: where linked tracklets of two cameras differ (core.links.camera_directions)
+    camera_directions: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "colour_cast", tuple(tuple(float(v) for v in row) for row in self.colour_cast))
+        for name in ("colour_cast", "camera_directions"):
+            object.__setattr__(self, name, tuple(tuple(float(v) for v in row) for row in getattr(self, name)))
         if self.arch not in BACKBONES:
             raise UserError(f"Unknown architecture {self.arch!r}; choose one of {', '.join(BACKBONES)}.")
         if self.colour > 0 and self.dim < COLOUR_DIM + 16:
@@ -214,6 +218,8 @@ class EmbeddingModel(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("cast", torch.tensor(spec.colour_cast, dtype=torch.float32).reshape(-1, COLOUR_DIM),
                              persistent=False)
+        self.register_buffer("directions", torch.tensor(spec.camera_directions, dtype=torch.float32).reshape(-1, spec.dim),
+                             persistent=False)
         nn.init.normal_(self.proj.weight, std=channels ** -0.5)
 
     def freeze(self, share: float) -> int:
@@ -241,20 +247,31 @@ class EmbeddingModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f = self.neck(self.features(x))
         z = F.normalize(self.proj(f).float(), dim=1)
-        if self.spec.colour > 0 and not self.training:
+        if self.training:
+            return z
+        if self.spec.colour > 0:
             # The fixed colour part joins at inference (spec.dim counts both parts). In
             # training mode the loss sees the learned part alone: with the colour part in
             # it, the colour similarity would dominate and the learned part's gradient
             # would shrink by the weight's square.
             colour = remove_cast(colour_descriptor(x), self.cast)
-            z = F.normalize(torch.cat([z, self.spec.colour * colour], dim=1), dim=1)
-        return z
+            z = torch.cat([z, self.spec.colour * colour], dim=1)
+        elif not len(self.directions):
+            return z
+        return F.normalize(remove_cast(z, self.directions), dim=1)
 
     def set_colour_cast(self, directions: np.ndarray) -> None:
         """Take these (k, COLOUR_DIM) directions out of the colour part from now on (saved with the spec)."""
         self.spec = dataclasses.replace(self.spec, colour_cast=tuple(map(tuple, np.asarray(directions).tolist())))
         self.cast = torch.tensor(self.spec.colour_cast, dtype=torch.float32,
                                  device=self.mean.device).reshape(-1, COLOUR_DIM)
+
+    def set_camera_directions(self, directions: np.ndarray) -> None:
+        """Take these (k, dim) orthonormal directions out of the embedding at inference from
+        now on (saved with the spec); none: an empty array."""
+        self.spec = dataclasses.replace(self.spec, camera_directions=tuple(map(tuple, np.asarray(directions).tolist())))
+        self.directions = torch.tensor(self.spec.camera_directions, dtype=torch.float32,
+                                       device=self.mean.device).reshape(-1, self.spec.dim)
 
 
 def imagenet_source(arch: str) -> WeightSource | None:

@@ -120,10 +120,12 @@ class TrainConfig(LinkFields, MiningFields):
     remine_every: int = field(4, help="re-mine pairs with the current model every N epochs (0: never)", group="Training",
                               special=(0, "never"))
     links: str = field("auto", help="cross-video link rounds at each re-mining, and the linked tracklets as positives "
-                       "across videos: on, off, or auto (on where the colour part is off, i.e. the videos look like "
-                       "cameras that may show the same people, there are two or more, and other videos' people "
-                       "are not taken as negatives)",
+                       "across videos: on, off, or auto (on where a site holds two or more cameras and other "
+                       "videos' people are not taken as negatives)",
                        choices=["auto", "on", "off"], group="Links")
+    link_directions: int = field(1, help="after each link round, take out of each part of the embedding the k "
+                                 "directions along which the linked tracklets differ most (what the cameras change, "
+                                 "not the person)", group="Links", special=(0, "none"))
     eval_every: int = field(2, help="evaluate on the labelled datasets every N epochs (0: only at the end)", group="Training",
                             special=(0, "at the end"))
     dataset: str = field("", help="labelled datasets to evaluate on each epoch, comma-separated (empty: all of them)",

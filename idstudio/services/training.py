@@ -30,7 +30,9 @@ from idstudio.core.data import (CropPairs, EpochBatches, background_donors, back
                                 train_transform)
 from idstudio.core.errors import JobCancelled, UserError
 from idstudio.core.jobs import JobContext
-from idstudio.core.links import link_tracklets
+from idstudio.core import embed as core_embed
+from idstudio.core.colour import DIM as COLOUR_DIM
+from idstudio.core.links import LINKS_PER_DIRECTION, LinkResult, camera_directions, link_tracklets
 from idstudio.core.mining import MiningResult
 from idstudio.core.model import EmbeddingModel, build_model, load_checkpoint, save_checkpoint
 from idstudio.core.sampling import make_sampler
@@ -92,9 +94,10 @@ def log_eval(ctx: JobContext, step: int, figures: dict[str, Any]) -> None:
 
 
 def link_after_mining(project: Project, table, result: MiningResult, mining_round: int, cfg: TrainConfig,
-                      run_id: str, epoch: int, history: dict[str, Any], ctx: JobContext) -> None:
+                      run_id: str, epoch: int, history: dict[str, Any], ctx: JobContext) -> tuple[int, LinkResult]:
     """A link round over the tracklets of the round just mined, with its embeddings; the
-    kept share grows with each round of the run (``link_keep_step``)."""
+    kept share grows with each round of the run (``link_keep_step``). Returns the round's
+    id and result."""
     from idstudio.services.links import link_round
 
     params = cfg.link_params(len(history["link_rounds"]), colour_part=cfg.colour == "on")
@@ -109,6 +112,33 @@ def link_after_mining(project: Project, table, result: MiningResult, mining_roun
     quality = "".join(f", {name} {entry[name]:.3f}" for name in ("precision", "recall") if entry[name] is not None)
     ctx.log(f"Link round {rid} (epoch {epoch}): kept {s['n_links']} of {s['n_candidates']} candidate links "
             f"(share {params.keep:.2f}){quality}.")
+    return rid, links
+
+
+def link_camera_directions(project: Project, table, model, links: LinkResult, link_round_id: int,
+                           k: int) -> tuple[np.ndarray, int] | None:
+    """(the embedding's camera directions, how many links gave them) from the links that
+    training takes from round ``link_round_id`` (its kept links less those a person
+    rejected, and every accepted pair), each side the whole tracklet of that round that
+    holds it (``core.links.camera_directions``). Embedded by ``model`` with no directions
+    taken out, since each round's directions replace the last. None where too few links."""
+    from idstudio.services.links import training_links
+
+    tracklet_of = {int(r): t for t, rows in enumerate(links.members) for r in rows}
+
+    def side(row: int) -> np.ndarray:
+        return links.members[tracklet_of[row]] if row in tracklet_of else np.array([row], np.int64)
+
+    pairs = [(side(int(ra)), side(int(rb))) for ra, rb, _ in training_links(project, table, link_round_id)]
+    if len(pairs) < LINKS_PER_DIRECTION:
+        return None
+    rows = np.unique(np.concatenate([np.concatenate(p) for p in pairs]))
+    model.set_camera_directions(np.zeros((0, model.spec.dim), np.float32))
+    emb = core_embed.embed_instances(project, model, table.id[rows])
+    local = [(np.searchsorted(rows, a), np.searchsorted(rows, b)) for a, b in pairs]
+    parts = (model.spec.dim - COLOUR_DIM, COLOUR_DIM) if model.spec.colour > 0 else (model.spec.dim,)
+    directions = camera_directions(emb, local, parts, k)
+    return (directions, len(pairs)) if len(directions) else None
 
 
 def _saved_resolution(run_dir: Path) -> dict[str, Any]:
@@ -566,6 +596,8 @@ class Trainer:
         found = None
         if self.cfg.colour_cast == "off" and len(self.model.cast):  # an --init checkpoint's casts: off means whole
             self.model.set_colour_cast(np.zeros((0, self.model.cast.shape[1]), np.float32))
+        if len(self.model.directions):  # an --init checkpoint's: this run's link rounds give its own
+            self.model.set_camera_directions(np.zeros((0, self.model.spec.dim), np.float32))
         if self.model.spec.colour > 0 and colour_cast_on(self.project, self.cfg):
             found = _broadcast(site_colour_casts(self.project, self.table, self.crops, self.cfg.seed)
                                if self.writer else None)
@@ -607,10 +639,27 @@ class Trainer:
         ctx.log(f"Mining round {rid} (epoch {epoch}): {len(result)} pairs{quality}, "
                 f"largest component {entry['largest_component_share']:.3f}")
         if self.use_links and (epoch > 0 or self.link_from_start):  # a random start's links would be noise
+            found = None
             if self.writer:
-                link_after_mining(self.project, self.table, result, rid, cfg, run.id, epoch, history, ctx)
+                link_rid, links = link_after_mining(self.project, self.table, result, rid, cfg, run.id, epoch, history, ctx)
+                if cfg.link_directions > 0:
+                    found = link_camera_directions(self.project, self.table, self.model, links, link_rid,
+                                                   cfg.link_directions)
             history["link_rounds"] = _broadcast(history["link_rounds"])
+            if cfg.link_directions > 0:
+                self.take_out_camera_directions(_broadcast(found))
         return result
+
+    def take_out_camera_directions(self, found: tuple[np.ndarray, int] | None) -> None:
+        """The camera directions of the latest link round out of the embedding (none where it
+        had too few links), replacing the last round's."""
+        directions, n_links = found if found is not None else (np.zeros((0, self.model.spec.dim), np.float32), 0)
+        self.model.set_camera_directions(directions)
+        if found is None:
+            self.ctx.log(f"Camera directions: none taken out (fewer than {LINKS_PER_DIRECTION} links to learn them from).")
+            return
+        self.ctx.log(f"Camera directions: {len(directions)} taken out of the embedding, those along which the "
+                     f"{n_links} links' tracklets differ most (--link-directions 0 keeps them).")
 
     def state_extra(self, epoch: int, step: int) -> dict[str, Any]:
         """What a checkpoint needs, besides the model, to resume exactly."""

@@ -72,6 +72,8 @@ def test_train_view_shows_the_synthetic_recipe_before_start_and_the_run_records_
     assert form.note_text("colour").startswith("→ off")
     assert "resnet18 at 64x32" in view.resolved_label.text() and "cross-camera recipe" in view.resolved_label.text()
     assert "Cross-camera links on: site 'synthetic world' holds 2 cameras." in view.resolved_label.text()
+    assert ("After each link round, the 1 direction of each part along which the linked tracklets differ most "
+            "comes out of the embedding.") in view.resolved_label.text()
     assert form.note_text("colour_cast").startswith("→ off (no colour part)")
     assert "colour casts" not in view.resolved_label.text()
     shown = _shown(view)

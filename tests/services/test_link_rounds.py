@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -138,6 +139,8 @@ def test_cli_link_json(copy_project):
 
 
 def test_training_runs_link_rounds_and_trains_on_the_links(copy_project):
+    from idstudio.core.model import load_checkpoint
+
     root = copy_project()
     ctx = JobContext()
     lines = []
@@ -150,6 +153,20 @@ def test_training_runs_link_rounds_and_trains_on_the_links(copy_project):
     assert any(line.startswith("Training with ") and "cross-video links" in line for line in lines)
     with Project.open(root) as p:
         assert p.scalar("SELECT run_id FROM link_rounds") == summary["run_id"]
+        model, _ = load_checkpoint(p.runs_dir / summary["run_id"] / "last.pt")
+    # the link round's camera directions are taken out of the saved model, and said
+    said = [line for line in lines if line.startswith("Camera directions: ")]
+    n = len(model.spec.camera_directions)
+    assert len(said) == 1 and re.fullmatch(rf"Camera directions: {n} taken out of the embedding, those along which "
+                                           r"the \d+ links' tracklets differ most \(--link-directions 0 keeps them\)\.",
+                                           said[0]) and 1 <= n <= 4
+    assert len(model.spec.camera_directions[0]) == 32
+    # a run without links starting from it does not keep another run's directions
+    lines.clear()
+    off = training.train(root, TrainConfig(**{**cfg.__dict__, "links": "off", "init": str(p.runs_dir / summary["run_id"] / "last.pt")}), ctx)
+    with Project.open(root) as p:
+        plain, _ = load_checkpoint(p.runs_dir / off["run_id"] / "last.pt")
+    assert plain.spec.camera_directions == () and not any("Camera directions" in line for line in lines)
 
 
 def test_training_with_the_colour_part_takes_the_site_cameras_casts_out_and_keeps_them(copy_project):
