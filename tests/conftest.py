@@ -65,3 +65,20 @@ def copy_project(tmp_path, small_project):
         return dest
 
     return make
+
+
+@pytest.fixture
+def reloaded(tmp_path):
+    """A function: the model saved as a run's checkpoint and loaded back, as a user would, with
+    what a loaded model must equal to the one saved (its output on the same input)."""
+    from idstudio.core.model import load_checkpoint, save_checkpoint
+
+    def round_trip(model, x):
+        import torch
+
+        save_checkpoint(tmp_path / "reloaded.pt", model)
+        loaded, _ = load_checkpoint(tmp_path / "reloaded.pt")
+        with torch.no_grad():
+            assert torch.allclose(loaded(x), model(x), atol=1e-5)
+        return loaded
+    return round_trip

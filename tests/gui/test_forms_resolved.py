@@ -72,8 +72,7 @@ def test_train_view_shows_the_synthetic_recipe_before_start_and_the_run_records_
     assert form.note_text("colour").startswith("→ off")
     assert "resnet18 at 64x32" in view.resolved_label.text() and "cross-camera recipe" in view.resolved_label.text()
     assert "Cross-camera links on: site 'synthetic world' holds 2 cameras." in view.resolved_label.text()
-    assert ("After each link round, the 1 direction of each part along which the linked tracklets differ most "
-            "comes out of the embedding.") in view.resolved_label.text()
+    assert "Each link round takes 1 camera direction out of the embedding." in view.resolved_label.text()
     assert form.note_text("colour_cast").startswith("→ off (no colour part)")
     assert "colour casts" not in view.resolved_label.text()
     shown = _shown(view)
@@ -94,6 +93,7 @@ def test_train_view_shows_the_synthetic_recipe_before_start_and_the_run_records_
     # colour on at a site of two cameras: their colour casts come out
     assert form.note_text("colour_cast").startswith("→ on (a site holds two cameras)")
     assert "The site's cameras' colour casts come out of the colour part." in view.resolved_label.text()
+    assert "Each link round takes 1 camera direction a part out of the embedding." in view.resolved_label.text()
     session.runner.shutdown()
     session.close()
 

@@ -312,11 +312,10 @@ class TrainView(QWidget):
                                     + f" Cross-camera links {links}" + (f": {links_why}." if links_why else ".")
                                     + (" The site's cameras' colour casts come out of the colour part."
                                        if res.values.get("colour_cast", cfg.colour_cast) == "on" else "")
-                                    + (f" After each link round, the {cfg.link_directions} direction"
-                                       f"{'s' if cfg.link_directions != 1 else ''} of each part along which the linked "
-                                       f"tracklets differ most {'come' if cfg.link_directions != 1 else 'comes'} out "
-                                       "of the embedding."
-                                       if links == "on" and cfg.link_directions > 0 else ""))
+                                    + (f" Each link round takes {cfg.link_directions} camera direction"
+                                       f"{'s' if cfg.link_directions != 1 else ''}"
+                                       f"{' a part' if res.values.get('colour', cfg.colour) == 'on' else ''} out of "
+                                       "the embedding." if links == "on" and cfg.link_directions > 0 else ""))
 
     # ---- actions -----------------------------------------------------------------------
     def _save_preset(self) -> None:
