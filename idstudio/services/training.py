@@ -469,6 +469,8 @@ class Trainer:
             self.history.setdefault("link_rounds", [])
             round_id = self.history["rounds"][-1]["round_id"] if self.history["rounds"] else None
         else:
+            # an --init checkpoint's camera directions are another run's: this run's link rounds give its own
+            self.model.set_camera_directions(np.zeros((0, self.model.spec.dim), np.float32))
             self.take_out_colour_cast()
         if payload is None and writer:
             metrics0 = self.do_eval()
@@ -596,8 +598,6 @@ class Trainer:
         found = None
         if self.cfg.colour_cast == "off" and len(self.model.cast):  # an --init checkpoint's casts: off means whole
             self.model.set_colour_cast(np.zeros((0, self.model.cast.shape[1]), np.float32))
-        if len(self.model.directions):  # an --init checkpoint's: this run's link rounds give its own
-            self.model.set_camera_directions(np.zeros((0, self.model.spec.dim), np.float32))
         if self.model.spec.colour > 0 and colour_cast_on(self.project, self.cfg):
             found = _broadcast(site_colour_casts(self.project, self.table, self.crops, self.cfg.seed)
                                if self.writer else None)
