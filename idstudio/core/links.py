@@ -105,19 +105,34 @@ def tracklet_features(emb: np.ndarray, members: list[np.ndarray]) -> tuple[np.nd
     return feats, reps
 
 
-def _candidates(fa: np.ndarray, fb: np.ndarray, min_similarity: float, k: int):
+DUAL_SOFTMAX_TEMPERATURE = 0.05  # one tracklet per person and camera: matches ranked by a dual softmax
+
+
+def dual_softmax(S: np.ndarray, temperature: float) -> np.ndarray:
+    """Each similarity as the product of its row's and its column's softmax: high only where
+    both sides prefer each other over all their other candidates, the soft form of a
+    one-to-one assignment."""
+    z = (S - S.max()) / temperature
+    e = np.exp(z.astype(np.float64))
+    return e / e.sum(axis=1, keepdims=True) * (e / e.sum(axis=0, keepdims=True))
+
+
+def _candidates(fa: np.ndarray, fb: np.ndarray, min_similarity: float, k: int, temperature: float = 0.0):
     """Mutual k-nearest tracklets of one video pair: (rows, cols, similarity, margin,
     background). A person leaves several tracklets in a video (one per time window, and
     more where the track breaks): with k = 1 they compete for one best match and most
-    are never linked, so each side may name its ``k`` nearest."""
+    are never linked, so each side may name its ``k`` nearest. With ``temperature``, the
+    nearest and the margins are those of the ``dual_softmax`` (the similarity stays the
+    features')."""
     S = fa @ fb.T
+    M = dual_softmax(S, temperature) if temperature > 0 and S.size else S
     ka, kb = min(k, S.shape[1]), min(k, S.shape[0])
     near_a = np.zeros(S.shape, bool)  # j among i's k nearest
-    np.put_along_axis(near_a, np.argsort(-S, axis=1)[:, :ka], True, axis=1)
+    np.put_along_axis(near_a, np.argsort(-M, axis=1)[:, :ka], True, axis=1)
     near_b = np.zeros(S.shape, bool)
-    np.put_along_axis(near_b, np.argsort(-S, axis=0)[:kb, :], True, axis=0)
+    np.put_along_axis(near_b, np.argsort(-M, axis=0)[:kb, :], True, axis=0)
     rows, cols = np.nonzero(near_a & near_b & (S >= min_similarity))
-    return rows, cols, S[rows, cols], runner_up_margin(S, rows, cols), float(S.mean())
+    return rows, cols, S[rows, cols], runner_up_margin(M, rows, cols), float(S.mean())
 
 
 class _Groups:
@@ -174,9 +189,12 @@ def find_links(members: list[np.ndarray], emb: np.ndarray, video: np.ndarray, fr
             if not same_site(video_site, int(va), int(vb)):
                 continue
             ib = np.flatnonzero(long_enough & (t_video == vb))
-            # two cameras of imported tracklets: one tracklet per person and camera, so mutual best matches only
-            k = 1 if imported is not None and imported_video.get(int(va)) and imported_video.get(int(vb)) else params.mutual_k
-            rows, cols, s, margin, background = _candidates(feats[ia], feats[ib], params.min_similarity, k)
+            # two cameras of imported tracklets: one tracklet per person and camera, so mutual best
+            # matches only, ranked by the dual softmax
+            one_each = imported is not None and bool(imported_video.get(int(va))) and bool(imported_video.get(int(vb)))
+            rows, cols, s, margin, background = _candidates(feats[ia], feats[ib], params.min_similarity,
+                                                            1 if one_each else params.mutual_k,
+                                                            DUAL_SOFTMAX_TEMPERATURE if one_each else 0.0)
             ta.append(ia[rows])
             tb.append(ib[cols])
             sims.append(s)

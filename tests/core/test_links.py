@@ -128,3 +128,22 @@ def test_support_counts_the_tracklets_of_other_videos_that_agree():
     ta, tb = np.array([0, 0, 1, 3]), np.array([1, 2, 2, 4])
     assert link_support(ta, tb).tolist() == [1, 1, 1, 0]
     assert link_support(np.zeros(0, np.int64), np.zeros(0, np.int64)).tolist() == []
+
+
+def test_between_cameras_of_one_tracklet_a_person_one_that_resembles_everyone_does_not_take_the_matches():
+    """A camera-b tracklet that resembles everyone (a hub: a crowd crop, a dark one) is every
+    camera-a tracklet's nearest; mutual best matches then find almost nothing. The dual
+    softmax weighs each match by how much the column prefers that row too, so each person's
+    own (weaker) match wins."""
+    from idstudio.core.links import DUAL_SOFTMAX_TEMPERATURE, _candidates
+
+    rng = np.random.default_rng(0)
+    n, d = 10, 64
+    people = np.linalg.qr(rng.normal(size=(d, n + 1)))[0].T  # orthonormal: people and the hub's look
+    fa = 0.70 * people[:n] + 0.75 * people[n]  # every camera-a tracklet leans towards the hub's look
+    fa /= np.linalg.norm(fa, axis=1, keepdims=True)
+    fb = np.concatenate([people[:n], people[n:]])  # camera b: the people, then the hub
+    plain = _candidates(fa, fb, -1.0, 1)
+    dual = _candidates(fa, fb, -1.0, 1, DUAL_SOFTMAX_TEMPERATURE)
+    assert (plain[0] == plain[1]).sum() == 0 and list(plain[1]) == [n]  # the hub takes the one mutual match there is
+    assert sorted(zip(dual[0].tolist(), dual[1].tolist())) == [(i, i) for i in range(n)]
