@@ -262,16 +262,17 @@ class EmbeddingModel(nn.Module):
 
     def set_colour_cast(self, directions: np.ndarray) -> None:
         """Take these (k, COLOUR_DIM) directions out of the colour part from now on (saved with the spec)."""
-        self.spec = dataclasses.replace(self.spec, colour_cast=tuple(map(tuple, np.asarray(directions).tolist())))
-        self.cast = torch.tensor(self.spec.colour_cast, dtype=torch.float32,
-                                 device=self.mean.device).reshape(-1, COLOUR_DIM)
+        self.cast = self._saved_directions("colour_cast", directions, COLOUR_DIM)
 
     def set_camera_directions(self, directions: np.ndarray) -> None:
         """Take these (k, dim) orthonormal directions out of the embedding at inference from
         now on (saved with the spec); none: an empty array."""
-        self.spec = dataclasses.replace(self.spec, camera_directions=tuple(map(tuple, np.asarray(directions).tolist())))
-        self.directions = torch.tensor(self.spec.camera_directions, dtype=torch.float32,
-                                       device=self.mean.device).reshape(-1, self.spec.dim)
+        self.directions = self._saved_directions("camera_directions", directions, self.spec.dim)
+
+    def _saved_directions(self, name: str, directions: np.ndarray, width: int) -> torch.Tensor:
+        """``directions`` written into the spec's field ``name``, and as the buffer to project with."""
+        self.spec = dataclasses.replace(self.spec, **{name: tuple(map(tuple, np.asarray(directions).tolist()))})
+        return torch.tensor(getattr(self.spec, name), dtype=torch.float32, device=self.mean.device).reshape(-1, width)
 
 
 def imagenet_source(arch: str) -> WeightSource | None:

@@ -121,7 +121,8 @@ def link_camera_directions(project: Project, table, model, links: LinkResult, li
     training takes from round ``link_round_id`` (its kept links less those a person
     rejected, and every accepted pair), each side the whole tracklet of that round that
     holds it (``core.links.camera_directions``). Embedded by ``model`` with no directions
-    taken out, since each round's directions replace the last. None where too few links."""
+    taken out, since each round's directions replace the last (the model is left without
+    any: the caller sets the new ones). None where too few links."""
     from idstudio.services.links import training_links
 
     tracklet_of = {int(r): t for t, rows in enumerate(links.members) for r in rows}
