@@ -101,7 +101,7 @@ class TrackletSampler:
             raise ValueError("no tracklets")
         self.cameras = tracklet_cameras(self.tracklets, self.video, imported)
         self.groups = frame_groups(np.fromiter(self.tracklets.row_tracklets.keys(), np.int64), self.frame_key)
-        # tracklets that links made span videos: drawn for ``link_share`` of each batch
+        # tracklets that links made span videos: ``link_share`` more elements in each batch
         self.spanning = np.array([t for t, m in enumerate(self.tracklets.members) if len(np.unique(self.video[m])) > 1],
                                  np.int64)
         self.link_share = float(link_share)
@@ -118,13 +118,14 @@ class TrackletSampler:
         # Time is the frame key: a member in another video (a cross-video link) counts as the farthest.
         anchors, positives, owners = tracklet_batches(self.tracklets, self.frame_key, self.frame_key, batch_size,
                                                       n_batches, rng, groups=self.groups)
+        batches = [np.arange(i * batch_size, (i + 1) * batch_size) for i in range(n_batches)]
         if self.link_share > 0 and len(self.spanning):
-            mix_linked(anchors, positives, owners, batch_size, self.tracklets, self.spanning, self.video,
-                       self.link_share, rng)
+            anchors, positives, owners, batches = add_linked(anchors, positives, owners, batch_size, self.tracklets,
+                                                             self.spanning, self.video, self.link_share, rng)
         self._anchor_video, self._anchor_key, self._anchor_owner = self.video[anchors], self.frame_key[anchors], owners
         self._anchor_cameras = self.cameras[owners]
         dataset = PairDataset(self.crops, anchors, positives, self.tracklets.weight[owners])
-        return dataset, [np.arange(i * batch_size, (i + 1) * batch_size) for i in range(n_batches)]
+        return dataset, batches
 
     def video_of(self, idx: torch.Tensor) -> np.ndarray:
         """The video of each pair of a batch (its anchor's: a linked positive may be in another)."""
@@ -138,23 +139,42 @@ class TrackletSampler:
         return masked_info_nce(za, zb, certain, weight.to(za.device), tau=self.tau)
 
 
-def mix_linked(anchors: np.ndarray, positives: np.ndarray, owners: np.ndarray, batch_size: int, tracklets,
-               spanning: np.ndarray, video: np.ndarray, share: float, rng: np.random.Generator) -> None:
-    """In place: ``share`` of each batch's elements become elements of tracklets that span
-    videos (linked across cameras), each with its positive in another video. Linked
-    tracklets are a few among thousands: drawn as often as any tracklet, their cross-camera
-    positives would hardly be seen. At most one element per tracklet in a batch, as before."""
-    k = int(round(share * batch_size))
+def linked_per_batch(share: float, batch_size: int) -> int:
+    """How many linked elements ``add_linked`` puts on top of a batch of ``batch_size``."""
+    return int(round(share * batch_size))
+
+
+def add_linked(anchors: np.ndarray, positives: np.ndarray, owners: np.ndarray, batch_size: int, tracklets,
+               spanning: np.ndarray, video: np.ndarray, share: float,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Each batch of ``batch_size`` elements grows by ``share`` of it: elements of tracklets
+    that span videos (linked across cameras), each with its positive in another video.
+    Linked tracklets are a few among thousands: drawn as often as any tracklet, their
+    cross-camera positives would hardly be seen. They come on top of the batch, not in the
+    place of its elements, so the rest of the footage trains as much as without links (in
+    their place they cost a single-camera set more than its seeds' spread). At most one
+    element per tracklet in a batch, as before. Returns the new anchors, positives, owners
+    and each batch's indices into them."""
+    k = linked_per_batch(share, batch_size)
+    out_a, out_p, out_o, batches = [], [], [], []
+    size = 0
     for start in range(0, len(anchors), batch_size):
         sl = slice(start, start + batch_size)
-        free = np.setdiff1d(spanning, owners[sl])
-        take = rng.permutation(free)[:k]
-        slots = rng.permutation(batch_size)[:len(take)] + start
-        for slot, t in zip(slots.tolist(), take.tolist()):
+        take = rng.permutation(np.setdiff1d(spanning, owners[sl]))[:k]
+        linked_a, linked_p = [], []
+        for t in take.tolist():
             members = tracklets.members[t]
             a = int(members[int(rng.integers(len(members)))])
             others = members[video[members] != video[a]]
-            anchors[slot], positives[slot], owners[slot] = a, int(others[int(rng.integers(len(others)))]), t
+            linked_a.append(a)
+            linked_p.append(int(others[int(rng.integers(len(others)))]))
+        out_a += [anchors[sl], np.array(linked_a, np.int64)]
+        out_p += [positives[sl], np.array(linked_p, np.int64)]
+        out_o += [owners[sl], take.astype(np.int64)]
+        n = len(anchors[sl]) + len(take)
+        batches.append(np.arange(size, size + n))
+        size += n
+    return np.concatenate(out_a), np.concatenate(out_p), np.concatenate(out_o), batches
 
 
 def tracklet_cameras(tracklets, video: np.ndarray, imported: np.ndarray) -> np.ndarray:

@@ -46,7 +46,8 @@ class LinkFields:
     link_min_members: int = field(8, help="tracklets with fewer instances are not linked", group="Links")
     link_mutual_k: int = field(2, help="two tracklets are a candidate when each is among the other's k nearest in its "
                                "video", group="Links")
-    link_share: float = field(0.3, help="training: the share of pairs drawn across linked tracklets", group="Links")
+    link_share: float = field(0.3, help="training: pairs across linked tracklets added, this share of --batch-size "
+                              "more in each batch", group="Links")
     link_min_reliability: float = field(0.7, help="the tracklets that are linked follow only pairs at least this "
                                         "reliable (purer than the mining cut)", group="Links")
 

@@ -35,7 +35,7 @@ from idstudio.core.colour import DIM as COLOUR_DIM
 from idstudio.core.links import LINKS_PER_DIRECTION, LinkResult, camera_directions, link_tracklets
 from idstudio.core.mining import MiningResult
 from idstudio.core.model import EmbeddingModel, build_model, load_checkpoint, save_checkpoint
-from idstudio.core.sampling import make_sampler
+from idstudio.core.sampling import linked_per_batch, make_sampler
 from idstudio.core.store import Project, to_json
 from idstudio.services.embedding import pick_device, rank_and_world, world_size
 from idstudio.services.evaluation import dataset_evaluator, eval_summary
@@ -383,15 +383,18 @@ def _train(project: Project, cfg: TrainConfig, ctx: JobContext, resume: str | No
     except torch.cuda.OutOfMemoryError:
         if writer:
             run.set(status="failed", error="out of GPU memory", finished_at=time.time())
-        raise UserError(out_of_memory_sentence(model, cfg, device, run_id)) from None
+        link_share = cfg.link_share if cfg.sampler == "tracklet" and links_on(project, cfg) else 0.0
+        raise UserError(out_of_memory_sentence(model, cfg, device, run_id, link_share)) from None
     except BaseException as exc:
         if writer:
             run.set(status="failed", error=str(exc)[:500] or type(exc).__name__, finished_at=time.time())
         raise
 
 
-def out_of_memory_sentence(model: EmbeddingModel, cfg: TrainConfig, device: torch.device, run_id: str) -> str:
-    """What to do after a run ran out of GPU memory: the largest batch that fits, found by trying."""
+def out_of_memory_sentence(model: EmbeddingModel, cfg: TrainConfig, device: torch.device, run_id: str,
+                           link_share: float = 0.0) -> str:
+    """What to do after a run ran out of GPU memory: the largest batch that fits, found by trying
+    (with the ``link_share`` of linked pairs that each batch takes on top)."""
     from idstudio.core.fit import batch_fits, largest_fitting
 
     if device.type == "cuda":
@@ -399,7 +402,8 @@ def out_of_memory_sentence(model: EmbeddingModel, cfg: TrainConfig, device: torc
     use_amp = bool(cfg.amp) and device.type == "cuda"
     try:
         model.train()
-        best = largest_fitting(batch_fits(model, cfg.height, cfg.width, device, use_amp), cfg.batch_size)
+        fits = batch_fits(model, cfg.height, cfg.width, device, use_amp)
+        best = largest_fitting(lambda n: fits(n + linked_per_batch(link_share, n)), cfg.batch_size)
     except RuntimeError:  # the device is in no state to try: say what is known
         best = None
     if best is None:

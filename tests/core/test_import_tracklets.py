@@ -251,8 +251,8 @@ def test_the_real_cuhk03_tracklets_import_whole(real_data, tmp_path):
         assert (row_sites(project, table) == 0).all()
 
 
-def test_linked_tracklets_fill_their_share_of_each_batch_with_cross_camera_positives():
-    from idstudio.core.sampling import mix_linked
+def test_linked_tracklets_come_on_top_of_each_batch_with_cross_camera_positives():
+    from idstudio.core.sampling import add_linked
     from idstudio.core.tracklets import build_tracklets
 
     # tracklets 0..3 each span videos 1 and 2 (linked); tracklets 4..11 are single-video
@@ -265,9 +265,16 @@ def test_linked_tracklets_fill_their_share_of_each_batch_with_cross_camera_posit
     tr = build_tracklets(np.array(a), np.array(b), np.ones(12), np.array(comp), np.ones(12, bool), np.arange(24))
     spanning = np.array([t for t, m in enumerate(tr.members) if len(set(video[m])) > 1])
     assert len(spanning) == 4
-    owners = np.arange(4, 12)  # one batch of 8 single-video tracklets
+    # two batches of 4: single-video tracklets, then linked tracklet 0 beside three single-video ones
+    owners = np.array([4, 5, 6, 7, 0, 8, 9, 10])
     anchors, positives = 2 * owners, 2 * owners + 1
-    mix_linked(anchors, positives, owners, 8, tr, spanning, video, 0.5, np.random.default_rng(0))
-    linked = np.isin(owners, spanning)
-    assert linked.sum() == 4 and len(set(owners.tolist())) == 8  # half the batch, one element per tracklet still
-    assert (video[anchors[linked]] != video[positives[linked]]).all()
+    anchors[4], positives[4] = 0, 1  # linked tracklet 0 already in the second batch: not drawn twice
+    got_a, got_p, got_o, batches = add_linked(anchors, positives, owners, 4, tr, spanning, video, 0.5,
+                                              np.random.default_rng(0))
+    assert [len(x) for x in batches] == [6, 6] and np.concatenate(batches).tolist() == list(range(12))
+    for batch, before in zip(batches, (owners[:4], owners[4:])):
+        batch_owners = got_o[batch]
+        assert batch_owners[:4].tolist() == before.tolist()  # every element of the batch kept
+        extra = batch[4:]
+        assert np.isin(got_o[extra], spanning).all() and len(set(batch_owners.tolist())) == 6  # one per tracklet
+        assert (video[got_a[extra]] != video[got_p[extra]]).all()

@@ -226,3 +226,7 @@ def test_out_of_gpu_memory_is_one_sentence_with_the_largest_batch_that_fits(proj
         training.train(project, tiny(), JobContext())
     with Project.open(project) as p:
         assert p.query("SELECT status, error FROM runs")[-1]["status"] == "failed"
+    # with links, each batch takes --link-share more pairs on top: 4 + 1 linked fit, 5 + 2 do not
+    monkeypatch.setattr(training, "links_on", lambda *a: True)
+    with pytest.raises(UserError, match=r"the largest that fits is 4 \(tried on this GPU\): use --batch-size 4 "):
+        training.train(project, tiny(), JobContext())
