@@ -102,7 +102,6 @@ def main() -> None:
         sys.exit(2)
 
     # "-t": the project with the imported tracklets (a folder built before them is not reused)
-    # "-t": the project with the imported tracklets (a folder built before them is not reused)
     pristine = build_project(args.work / ("pristine-small-t" if args.small else "pristine-t"), args.data, args.small)
     seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [None]
     runs = [run_once(args, pristine, seed) for seed in seeds]

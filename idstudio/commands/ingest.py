@@ -57,6 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_import_market)
 
 
+def site_phrase(site: str | None) -> str:
+    return f"site {site!r}" if site else "no site"
+
+
 def add_site_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--site", help="the place this footage was filmed: links join cameras of one site (default: none)")
 
@@ -108,7 +112,7 @@ def cmd_import_tracklets(args: argparse.Namespace) -> int:
         ctx.close()
     cams = ", ".join(f"{cam} {n}" for cam, n in result["per_camera"].items())
     print_result(args, result, f"{args.folder.name}: {result['layout']} layout, {result['tracklets']} tracklets ({cams}), "
-                                f"{result['crops']} crops, at site {result['site'] or 'none'}.")
+                                f"{result['crops']} crops, at {site_phrase(result['site'])}.")
     return 0
 
 
@@ -121,7 +125,7 @@ def cmd_site(args: argparse.Namespace) -> int:
                         "(`idstudio info PROJECT` lists them).")
     if args.site is not None:
         result = set_site(args.project, args.videos, args.site)
-        print_result(args, result, f"{len(result['videos'])} video(s) now at {('site ' + repr(result['site'])) if result['site'] else 'no site'}.")
+        print_result(args, result, f"{len(result['videos'])} video(s) now at {site_phrase(result['site'])}.")
         return 0
     result = sites(args.project)
     lines = [f"{name or '(no site)'}: {', '.join(videos)}" for name, videos in result["sites"].items()]

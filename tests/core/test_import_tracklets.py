@@ -237,6 +237,13 @@ def test_cli_import_tracklets_and_site(tmp_path):
     assert bad.returncode != 0 and "known layout" in bad.stderr and "Traceback" not in bad.stderr
     info = subprocess.run([*cli, "info", str(root)], capture_output=True, text=True, check=True).stdout
     assert "site hall" in info
+    # the sentence names the site as the Data view does: quoted, or "no site"
+    said = subprocess.run([*cli, "import-tracklets", str(tmp_path / "q"), str(prid(tmp_path / "set2", people=2))],
+                          capture_output=True, text=True, check=True).stdout
+    assert "at site 'site 1'." in said
+    said = subprocess.run([*cli, "import-tracklets", str(tmp_path / "r"), str(tmp_path / "set2"), "--site", "none"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "at no site." in said
 
 
 @pytest.mark.real

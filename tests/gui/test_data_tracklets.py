@@ -81,6 +81,7 @@ def test_tracklets_import_through_the_data_view_and_browse_like_videos(qtbot, wi
     assert (data.canvas.image.width(), data.canvas.image.height()) == (20, 48)
     assert (data.canvas.source_size.width(), data.canvas.source_size.height()) == (20, 48)
     assert data.frame_label.text().startswith("crop 1 · tracklet 0") and "tracklets" in data.frame_title.text()
+    assert f"site '{ingest.DEFAULT_TRACKLET_SITE}'" in data.frame_title.text()  # quoted: never "site site 1"
     data.go_to_frame(data.frame_numbers[4])
     qtbot.waitUntil(lambda: data.current_frame == data.frame_numbers[4] and not data._waiting, timeout=10000)
     assert "tracklet 1" in data.frame_label.text()

@@ -465,7 +465,7 @@ class DataView(QWidget):
         table = project.instance_table(video_id=video_id)
         self.boxes_by_frame = FrameBoxes(table)
         self.model.set_instances(table.id, table.video_id, table.frame, table.identity)
-        site = f" · site {video['site']}" if video.get("site") else ""
+        site = f" · site {video['site']!r}" if video.get("site") else ""
         if video["kind"] == "tracklets":
             n_tracklets = len(np.unique(table.tracklet[table.tracklet >= 0]))
             self.grid_title.setText(f"Crops of {video['name']} ({len(table):,} in {n_tracklets:,} tracklets)")
