@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 from idstudio.core.errors import UserError
 from idstudio.gui import shortcuts
 from idstudio.gui.session import Session
+from idstudio.gui.wording import counted
 
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 
@@ -335,7 +336,8 @@ class MainWindow(QMainWindow):
         if project is None:
             return
         try:
-            n_videos = project.count("videos")
+            n_tracklet_cams = project.count("videos", "kind = 'tracklets'")
+            n_videos = project.count("videos") - n_tracklet_cams
             n_instances = project.count("instances", "video_id IS NOT NULL")  # as the Data view counts them
             n_pairs = project.count("pairs")
             n_reviews = project.scalar(  # pairs with a current decision (undone ones do not count)
@@ -344,8 +346,9 @@ class MainWindow(QMainWindow):
         except Exception:  # noqa: BLE001 - the status line must never break the window
             return
         self.status_label.setText(
-            f"{self.session.root.name}  ·  {n_videos} videos  ·  {n_instances:,} instances  ·  "
-            f"{n_pairs:,} pairs  ·  {n_reviews:,} reviewed"
+            f"{self.session.root.name}  ·  {counted(n_videos, 'video')}  ·  "
+            + (f"{counted(n_tracklet_cams, 'tracklet camera')}  ·  " if n_tracklet_cams else "")
+            + f"{counted(n_instances, 'instance')}  ·  {counted(n_pairs, 'pair')}  ·  {n_reviews:,} reviewed"
         )
         self.status_label.setToolTip(str(self.session.root))
 

@@ -72,6 +72,8 @@ def test_import_video_job_through_the_data_view(qtbot, window, tmp_path, small_w
     assert result["instances"] > 0
     qtbot.waitUntil(lambda: data.sources.topLevelItem(0).childCount() == 1, timeout=5000)
     assert "east" in data.sources.topLevelItem(0).child(0).text(0)
+    assert data.sources.topLevelItem(0).text(0) == "Videos"
+    assert data.summary.text().startswith("1 video · ")  # not "1 videos"
 
 
 def test_failing_import_shows_its_error(qtbot, window, tmp_path):

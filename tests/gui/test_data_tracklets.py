@@ -70,6 +70,10 @@ def test_tracklets_import_through_the_data_view_and_browse_like_videos(qtbot, wi
     assert [(v["name"], v["kind"], v["site"]) for v in videos] == [
         ("prid/cam_a", "tracklets", ingest.DEFAULT_TRACKLET_SITE), ("prid/cam_b", "tracklets", ingest.DEFAULT_TRACKLET_SITE)]
     rows = _video_rows(data)
+    assert data.sources.topLevelItem(0).text(0) == "Tracklet cameras"
+    assert data.summary.text() == "0 videos · 2 tracklet cameras · 18 frames · 18 instances · 0 labelled datasets"
+    window._update_status()
+    assert "  ·  0 videos  ·  2 tracklet cameras  ·  18 instances  ·  " in window.status_label.text()
     assert [r.text(0) for r in rows] == ["prid/cam_a", "prid/cam_b"]
     assert [r.text(SITE_COLUMN) for r in rows] == [ingest.DEFAULT_TRACKLET_SITE] * 2
     assert data.sites.label.text() == f"Links: site '{ingest.DEFAULT_TRACKLET_SITE}' holds 2 cameras."

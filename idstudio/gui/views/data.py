@@ -56,6 +56,7 @@ from idstudio.gui.import_dialog import (
     _job_video,
 )
 from idstudio.gui.sites_panel import SitesBar
+from idstudio.gui.wording import counted
 
 SITE_COLUMN = 1  # the sources list's Site column (double-click a video's cell to change it)
 
@@ -395,6 +396,11 @@ class DataView(QWidget):
         for item in (videos_item, datasets_item):
             item.setFirstColumnSpanned(True)  # the group names read across the columns
         videos = project.videos()
+        tracklet_sets = any(v["kind"] == "tracklets" for v in videos)
+        films = any(v["kind"] != "tracklets" for v in videos)
+        # the group says what it holds: a tracklet set's cameras are no videos (the summary counts them apart)
+        videos_item.setText(0, "Videos and tracklet cameras" if films and tracklet_sets else
+                            "Tracklet cameras" if tracklet_sets else "Videos")
         for v in videos:
             name = v["name"] if str(v["name"]).endswith(str(v["camera"])) else f"{v['name']}  ({v['camera']})"
             child = QTreeWidgetItem([name, v.get("site") or "—", f"{v['n_frames'] or 0:,}", f"{v['n_instances']:,}",
@@ -414,9 +420,10 @@ class DataView(QWidget):
         self.sources.expandAll()
         n_inst = sum(v["n_instances"] for v in videos)
         n_cams = sum(v["kind"] == "tracklets" for v in videos)
-        cams = f"{n_cams} tracklet camera{'' if n_cams == 1 else 's'} · " if n_cams else ""
-        self.summary.setText(f"{len(videos) - n_cams} videos · {cams}{sum(v['n_frames'] or 0 for v in videos):,} frames · "
-                             f"{n_inst:,} instances · {len(datasets)} labelled dataset{'' if len(datasets) == 1 else 's'}")
+        cams = f"{counted(n_cams, 'tracklet camera')} · " if n_cams else ""
+        self.summary.setText(f"{counted(len(videos) - n_cams, 'video')} · {cams}"
+                             f"{counted(sum(v['n_frames'] or 0 for v in videos), 'frame')} · "
+                             f"{counted(n_inst, 'instance')} · {counted(len(datasets), 'labelled dataset')}")
         ids = [v["id"] for v in videos]
         shown = self.video["id"] if self.video is not None and self.video["id"] in ids else (ids[0] if ids else None)
         self.sources.blockSignals(True)  # the selection comes back as it was: one set_video below, not one per row
